@@ -1,0 +1,20 @@
+/*
+ * postern - the administration command.  postern.c dispatches to one
+ * function per subcommand; each lives in its own cli/postern_*.c file.
+ * A subcommand gets argv starting at its own name (argv[0] = "conf") and
+ * returns the process exit status.
+ */
+#ifndef POSTERN_CLI_H
+#define POSTERN_CLI_H
+
+/* Set by "postern -c DIR" before the subcommand, or NULL. */
+extern const char *cli_config_dir;
+
+int cmd_conf(int argc, char **argv);
+int cmd_map(int argc, char **argv);
+int cmd_hash_password(int argc, char **argv);
+
+/* Load main.cf from cli_config_dir (or the default); fatal on syntax errors. */
+void cli_load_config(void);
+
+#endif

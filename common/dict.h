@@ -1,0 +1,123 @@
+/*
+ * dict - lookup tables behind one interface, named "type:name".
+ *
+ *   hash:/path      Berkeley DB 5.3 hash file /path.db (built by "postern map")
+ *   btree:/path     Berkeley DB 5.3 btree file /path.db
+ *   texthash:/path  plain "key value" text, read into memory (no .db)
+ *   inline:{k1=v1, { k2 = v with spaces }, ...}
+ *   static:value    every key maps to value (static:{value with spaces})
+ *
+ * Every lookup answers found, not found, or try-again.  Try-again (an I/O
+ * error, a table that cannot be opened, a corrupt file) must make the
+ * caller defer, never treat the key as unknown: a table that fails to
+ * open still returns a usable dict whose lookups all answer DICT_RETRY.
+ *
+ * Key convention: keys are stored and looked up as bytes without a
+ * trailing NUL.  Unless DICT_FLAG_NOFOLD is given, keys are folded to
+ * lower case (ASCII) both when a table is built and when it is queried,
+ * as Postfix does for domains and addresses.  Values are returned as
+ * stored.  Readers of hash:/btree:/texthash: notice a rebuilt file
+ * (another inode or mtime) at most once per DICT_CHECK_SECONDS and reopen
+ * it; dict_changed() tells a chrooted daemon that it should exit instead.
+ */
+#ifndef POSTERN_DICT_H
+#define POSTERN_DICT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/types.h>
+#include <time.h>
+
+#include "buf.h"
+
+enum dict_result {
+	DICT_FOUND = 0,
+	DICT_NOTFOUND = 1,
+	DICT_RETRY = 2,
+};
+
+/* dict_open() flags */
+#define DICT_FLAG_NOFOLD 0x01 /* keys are case sensitive */
+#define DICT_FLAG_WRITE  0x02 /* open for update (postern map) */
+#define DICT_FLAG_CREATE 0x04 /* create a new, empty table (implies WRITE) */
+#define DICT_FLAG_DUP_OK 0x08 /* later duplicate keys replace earlier ones silently */
+
+#define DICT_KEY_MAX       4096    /* longest key accepted */
+#define DICT_VALUE_MAX     1048576 /* longest value returned */
+#define DICT_CHECK_SECONDS 1
+
+struct dict;
+
+struct dict_ops {
+	enum dict_result (*lookup)(struct dict *d, const char *key, size_t klen, struct buf *value);
+	/* Optional (NULL = read-only table type). */
+	int (*update)(struct dict *d, const char *key, size_t klen, const unsigned char *val, size_t vlen);
+	int (*remove)(struct dict *d, const char *key, size_t klen); /* 0 removed, 1 not found, -1 error */
+	/* Iterate: first=true starts over; returns 0 with key/value, 1 at the end, -1 on error. */
+	int (*sequence)(struct dict *d, bool first, struct buf *key, struct buf *value);
+	int (*sync)(struct dict *d);
+	void (*close)(struct dict *d);
+	/* Reopen after the file changed (may be NULL). */
+	int (*reopen)(struct dict *d);
+};
+
+struct dict {
+	const struct dict_ops *ops;
+	char *type; /* "hash" */
+	char *name; /* "/etc/postern/aliases" */
+	char *spec; /* "hash:/etc/postern/aliases" */
+	int flags;
+	char *error; /* why the table answers try-again, or NULL */
+	/* change detection for file-backed tables */
+	char *watch_path; /* file to stat, or NULL */
+	dev_t dev;
+	ino_t ino;
+	struct timespec mtime;
+	time_t last_check;
+	bool changed;
+	void *priv; /* type-specific state */
+};
+
+/*
+ * Open "type:name".  Returns NULL only for an unknown type or a malformed
+ * spec (err says why); a table that exists but cannot be opened returns a
+ * surrogate whose lookups answer DICT_RETRY with dict->error set.
+ */
+struct dict *dict_open(const char *spec, int flags, struct buf *err);
+void dict_close(struct dict *d);
+
+enum dict_result dict_lookup(struct dict *d, const char *key, struct buf *value);
+int dict_update(struct dict *d, const char *key, const char *value);
+int dict_remove(struct dict *d, const char *key);
+int dict_sequence(struct dict *d, bool first, struct buf *key, struct buf *value);
+
+/* True when the backing file was replaced since the table was opened. */
+bool dict_changed(struct dict *d);
+
+/* Is "type" a table type this build knows? */
+bool dict_type_known(const char *type);
+
+/*
+ * A list of tables as in main.cf ("hash:/a, texthash:/b"): lookups try
+ * each in order; the first found wins; a try-again from an earlier table
+ * stops the search with try-again.
+ */
+struct dict_list;
+struct dict_list *dict_list_open(const char *specs, int flags, struct buf *err);
+enum dict_result dict_list_lookup(struct dict_list *l, const char *key, struct buf *value);
+bool dict_list_changed(struct dict_list *l);
+void dict_list_close(struct dict_list *l);
+
+/*
+ * Text table source format shared by texthash: and "postern map":
+ * "key value" or "key: value" (aliases) lines, '#' comments, blank lines
+ * ignored, lines starting with white space continue the previous one.
+ * The callback gets each entry with its line number; returning non-zero
+ * stops the parse.  Returns 0, or -1 with "file:line: reason" in err.
+ */
+#define DICT_TEXT_ALIASES  0x01 /* "name: value" syntax (aliases(5)) */
+#define DICT_TEXT_LINE_MAX 65536
+int dict_text_parse(const char *path, int textflags, int (*fn)(const char *key, const char *value, int line, void *arg),
+    void *arg, struct buf *err);
+
+#endif

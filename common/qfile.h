@@ -1,0 +1,162 @@
+/*
+ * qfile - the queue file: typed, length-prefixed records.
+ *
+ *   record = type(1 byte) length(varint: 7 bits per byte, low first,
+ *            high bit = more; at most 4 bytes) payload(length bytes)
+ *
+ * A file is, in order (doc/queue-format.md is the specification):
+ *
+ *   V  version and sizes: fixed QF_VERSION_LEN-byte payload, rewritten in
+ *      place at commit (content offset and size, recipient count)
+ *   T  arrival time "SECONDS.MICROSECONDS"
+ *   S  envelope sender (empty payload = the null sender <>)
+ *   A  "name=value" attributes (client, helo, protocol, DSN envid/ret, ...)
+ *   R  recipient: "address\0orcpt=...\0notify=N" (fields after the address
+ *      optional); the type byte becomes D in place when it is done
+ *   M  start of content (empty payload)
+ *   C  content chunk (at most QF_CHUNK_MAX bytes; the message with LF line ends)
+ *   X  start of the extracted segment (empty); R and A records may follow
+ *   E  end (empty payload); the last record, nothing after it
+ *
+ * A writer creates queue/ID with O_EXCL, mode 0600; at commit it writes E,
+ * sets mode 0700 (QF_MODE_COMPLETE), and fsyncs.  Readers accept only a
+ * file with mode 0700 whose records parse to an E at exactly the end of
+ * the file; anything else is incomplete or corrupt.  Every record length
+ * is bounded on read.
+ */
+#ifndef POSTERN_QFILE_H
+#define POSTERN_QFILE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/time.h>
+#include <sys/types.h>
+
+#include "buf.h"
+#include "qid.h"
+
+/* Queue directories, relative to queue_directory. */
+#define QUEUE_MAILDROP "maildrop"
+#define QUEUE_INCOMING "incoming"
+#define QUEUE_ACTIVE   "active"
+#define QUEUE_DEFERRED "deferred"
+#define QUEUE_HOLD     "hold"
+#define QUEUE_CORRUPT  "corrupt"
+#define QUEUE_DEFER    "defer"  /* per-message defer reasons (hashed) */
+#define QUEUE_BOUNCE   "bounce" /* per-message bounce reasons (hashed) */
+/* true for the names above */
+bool qfile_queue_valid(const char *queue);
+
+/* Record types. */
+#define QR_VERSION 'V'
+#define QR_TIME    'T'
+#define QR_SENDER  'S'
+#define QR_ATTR    'A'
+#define QR_RCPT    'R'
+#define QR_DONE    'D'
+#define QR_MESSAGE 'M'
+#define QR_CONTENT 'C'
+#define QR_XTRACT  'X'
+#define QR_END     'E'
+
+#define QF_FORMAT_VERSION  1
+#define QF_VERSION_LEN     64
+#define QF_CHUNK_MAX       65536
+#define QF_RECORD_MAX      (1024 * 1024) /* any record other than C */
+#define QF_MODE_INCOMPLETE 0600
+#define QF_MODE_COMPLETE   0700
+
+/* Recipient DSN NOTIFY bits (RFC 3461); 0 = not given (default behaviour). */
+#define QF_NOTIFY_NEVER   0x01
+#define QF_NOTIFY_SUCCESS 0x02
+#define QF_NOTIFY_FAILURE 0x04
+#define QF_NOTIFY_DELAY   0x08
+
+struct qfile_rcpt {
+	char *addr;
+	char *orcpt;  /* RFC 3461 ORCPT ("rfc822;user@example"), or NULL */
+	int notify;   /* QF_NOTIFY_* bits */
+	off_t offset; /* offset of the record's type byte */
+	bool done;
+};
+
+struct qfile_attr {
+	char *name;
+	char *value;
+};
+
+struct qfile_writer {
+	int fd;
+	char id[QID_LEN + 1];
+	char path[128];        /* relative to queue_directory */
+	struct buf out;        /* bytes not yet written */
+	off_t flushed;         /* bytes already written to fd */
+	off_t content_offset;  /* first C record, 0 until content starts */
+	uint64_t content_size; /* payload bytes of all C records */
+	unsigned nrcpt;
+	int state; /* where in the record order we are */
+};
+
+/* Writing.  All return 0, or -1 with err set (the caller aborts). */
+int qfile_create(struct qfile_writer *w, const char *queue, struct buf *err);
+int qfile_put_time(struct qfile_writer *w, const struct timeval *tv, struct buf *err);
+int qfile_put_sender(struct qfile_writer *w, const char *sender, struct buf *err);
+int qfile_put_attr(struct qfile_writer *w, const char *name, const char *value, struct buf *err);
+int qfile_put_rcpt(struct qfile_writer *w, const char *addr, const char *orcpt, int notify, struct buf *err);
+int qfile_begin_content(struct qfile_writer *w, struct buf *err);
+int qfile_put_content(struct qfile_writer *w, const void *data, size_t len, struct buf *err);
+int qfile_begin_extracted(struct qfile_writer *w, struct buf *err);
+/* Flags for qfile_commit. */
+#define QF_COMMIT_NOSYNC 0x01 /* the caller makes it durable (group commit) */
+/* Finish: E record, mode 0700, fsync (unless NOSYNC); closes the file. */
+int qfile_commit(struct qfile_writer *w, int flags, struct buf *err);
+/* Give up: close and unlink.  Safe to call after a failed step. */
+void qfile_abort(struct qfile_writer *w);
+
+/* Reading. */
+struct qfile_env {
+	int version;
+	struct timeval arrival;
+	char *sender;
+	struct qfile_attr *attrs;
+	size_t nattrs;
+	struct qfile_rcpt *rcpts;
+	size_t nrcpts;
+	size_t ndone;
+	off_t content_offset; /* offset of the first C record (or of E/X when empty) */
+	uint64_t content_size;
+	off_t file_size;
+};
+
+struct qfile_read_limits {
+	size_t max_rcpts; /* 0 = no limit */
+	size_t max_attrs; /* 0 = no limit */
+};
+
+/*
+ * Read the envelope and extracted segments of a complete queue file (the
+ * content is skipped but its records are checked).  Returns 0, 1 when
+ * the file is incomplete (mode or missing E: a writer may still be busy,
+ * or crashed), or -1 when it is corrupt (err says where).
+ */
+int qfile_read(int fd, struct qfile_env *env, const struct qfile_read_limits *lim, struct buf *err);
+void qfile_env_free(struct qfile_env *env);
+const char *qfile_env_attr(const struct qfile_env *env, const char *name);
+
+/*
+ * Content access: *pos starts at env->content_offset; each call appends
+ * the next chunk's payload to out (replacing its contents) and advances
+ * *pos.  Returns 1 with a chunk, 0 at the end of the content, -1 on error.
+ */
+int qfile_content_next(int fd, off_t *pos, struct buf *out, struct buf *err);
+
+/* Mark the recipient whose record starts at offset as done (R -> D). */
+int qfile_mark_done(int fd, off_t offset, struct buf *err);
+
+/* Low-level record codec (also used by tests and the fuzzers). */
+size_t qfile_varint_put(unsigned char *out, size_t len);
+/* Decode a record header at p (avail bytes); returns header length, 0 if more bytes are needed, -1 if malformed. */
+int qfile_rec_header(const unsigned char *p, size_t avail, int *type, size_t *len);
+
+#endif

@@ -27,6 +27,13 @@ struct command {
 };
 
 static const struct command commands[] = {
+	{ "start", cmd_ctl, "start [-f]" },
+	{ "stop", cmd_ctl, "stop" },
+	{ "reload", cmd_ctl, "reload" },
+	{ "status", cmd_ctl, "status" },
+	{ "check", cmd_ctl, "check [-f]" },
+	{ "init", cmd_init, "init [-H hostname] [-p smtp,submission,smtps,pop3,pop3s] DIR" },
+	{ "setup", cmd_setup, "setup" },
 	{ "conf", cmd_conf, "conf [-c DIR] [-d | -n] [-e name=value ...] [name ...]" },
 	{ "map", cmd_map, "map [-c DIR] [-a] [-f] [-q key | -d key | -s] [type:]file" },
 	{ "hash-password", cmd_hash_password, "hash-password [-m yescrypt|sha512|bcrypt]  (password on stdin)" },

@@ -7,12 +7,20 @@
 #ifndef POSTERN_CLI_H
 #define POSTERN_CLI_H
 
+#include "buf.h"
+
 /* Set by "postern -c DIR" before the subcommand, or NULL. */
 extern const char *cli_config_dir;
 
 int cmd_conf(int argc, char **argv);
 int cmd_map(int argc, char **argv);
 int cmd_hash_password(int argc, char **argv);
+int cmd_ctl(int argc, char **argv); /* start, stop, reload, status, check */
+int cmd_init(int argc, char **argv);
+int cmd_setup(int argc, char **argv);
+
+/* A self-signed certificate and key for host (postern_cert.c). */
+int cli_make_cert(const char *host, const char *cert_path, const char *key_path, struct buf *err);
 
 /* Load main.cf from cli_config_dir (or the default); fatal on syntax errors. */
 void cli_load_config(void);

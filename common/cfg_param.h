@@ -39,5 +39,17 @@ extern const struct cfg_param cfg_params[P_COUNT];
 
 /* The row for a name, or NULL when no program declares it. */
 const struct cfg_param *cfg_param_find(const char *name);
+/* The row's index (its enum param_id). */
+enum param_id cfg_param_id(const struct cfg_param *p);
+/* "str", "raw", "int", "bool" or "time". */
+const char *cfg_type_name(enum cfg_type t);
+
+/* Where a row's default comes from ("postern conf -D", the man page check). */
+enum cfg_default_kind {
+	CFG_DEF_LITERAL,  /* the text in cfg_param.def */
+	CFG_DEF_BUILD,    /* a path or identity chosen by configure */
+	CFG_DEF_COMPUTED, /* worked out at run time (myhostname, mydomain) */
+};
+enum cfg_default_kind cfg_param_default_kind(enum param_id id);
 
 #endif

@@ -35,6 +35,11 @@
 #define IPC_ERR_TOOBIG -21 /* a value, the list or the count over its cap */
 #define IPC_ERR_PROTO  -22 /* wrong protocol, version, or attributes */
 
+/* True for a valid attribute name (1..IPC_NAME_MAX of [a-z0-9_]). */
+bool ipc_name_valid(const char *name);
+/* Text for a status from ipc_get/ipc_expect_hello (stream or IPC_ERR_*). */
+const char *ipc_strerror(int status);
+
 struct ipc_limits {
 	size_t value_max;
 	size_t list_max;
@@ -65,6 +70,9 @@ int ipc_put_end(struct stream *s);
 /*
  * Receive one list into m (NULL limits: the defaults).  Returns STREAM_OK,
  * a negative stream status, or an IPC_ERR_* code; on error m is reset.
+ * STREAM_EOF means the peer closed before the first byte of a list; EOF
+ * inside a list is IPC_ERR_SYNTAX.  After any error the position in the
+ * stream is undefined: the caller must drop the connection.
  */
 int ipc_get(struct stream *s, struct ipc_msg *m, const struct ipc_limits *lim);
 

@@ -220,20 +220,39 @@ log_warn(const char *fmt, ...)
 	va_end(ap);
 }
 
+/* log_die - the common end of log_fatal and log_fatal_status */
+static _Noreturn void
+log_die(int status)
+{
+	static int dying;
+
+	if (log_exit_hook)
+		log_exit_hook(status);
+	if (!dying++ && log_cleanup)
+		log_cleanup();
+	exit(status);
+}
+
 void
 log_fatal(const char *fmt, ...)
 {
-	static int dying;
 	va_list ap;
 
 	va_start(ap, fmt);
 	log_emit(LOG_CRIT, "fatal: ", fmt, ap);
 	va_end(ap);
-	if (log_exit_hook)
-		log_exit_hook(1);
-	if (!dying++ && log_cleanup)
-		log_cleanup();
-	exit(1);
+	log_die(1);
+}
+
+void
+log_fatal_status(int status, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	log_emit(LOG_CRIT, "fatal: ", fmt, ap);
+	va_end(ap);
+	log_die(status);
 }
 
 void

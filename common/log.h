@@ -42,6 +42,8 @@ void log_debug(const char *fmt, ...) LOG_PRINTF(1, 2);
 void log_info(const char *fmt, ...) LOG_PRINTF(1, 2);
 void log_warn(const char *fmt, ...) LOG_PRINTF(1, 2);
 _Noreturn void log_fatal(const char *fmt, ...) LOG_PRINTF(1, 2);
+/* log_fatal with a chosen exit status (MASTER_EXIT_CONFIG for config errors). */
+_Noreturn void log_fatal_status(int status, const char *fmt, ...) LOG_PRINTF(2, 3);
 _Noreturn void log_panic(const char *fmt, ...) LOG_PRINTF(1, 2);
 void log_vinfo(const char *fmt, va_list ap) LOG_PRINTF(1, 0);
 void log_vwarn(const char *fmt, va_list ap) LOG_PRINTF(1, 0);

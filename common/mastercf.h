@@ -20,7 +20,8 @@
 
 #define MCF_LINE_MAX     65536
 #define MCF_MAX_SERVICES 1000
-#define MCF_MAX_ARGS     256
+#define MCF_MAX_ARGS     256 /* argv entries (command included); also -o options */
+#define MCF_FILE_MAX     (4 * 1024 * 1024)
 
 enum mcf_type {
 	MCF_INET, /* [host:]port */
@@ -37,14 +38,14 @@ struct mcf_override {
 struct mcf_service {
 	char *name; /* column 1: "smtp", "127.0.0.1:2525", "cleanup" */
 	enum mcf_type type;
-	bool private_;       /* column 3, default y */
+	bool private_;       /* column 3, default y (n for inet, which cannot be private) */
 	bool unpriv;         /* column 4, default y */
 	bool chroot;         /* column 5, default n */
 	int wakeup;          /* column 6 in seconds; 0 = never */
 	bool wakeup_if_used; /* "60?": only after the service was used once */
 	int maxproc;         /* column 7; -1 = "-" (default_process_limit); 0 = no limit */
-	char *command;       /* column 8: program name in daemon_directory */
-	char **argv;         /* command and its arguments, -o pairs removed */
+	char *command;       /* column 8: program name in daemon_directory, or an absolute path */
+	char **argv;         /* command and its arguments, -o pairs removed; argv[argc] = NULL */
 	size_t argc;
 	struct mcf_override *overrides;
 	size_t noverrides;
@@ -57,7 +58,10 @@ struct mcf {
 	size_t nservices;
 };
 
-/* Parse a file; returns 0, or -1 with "file:line: reason" lines in err. */
+/*
+ * Parse a file; returns 0, or -1 with "file:line: reason" lines in err
+ * (out is then empty).  out need not be initialised; mcf_free() it.
+ */
 int mcf_load(const char *path, struct mcf *out, struct buf *err);
 /* Same, from text (tests); origin names the source in errors. */
 int mcf_load_string(const char *text, const char *origin, struct mcf *out, struct buf *err);

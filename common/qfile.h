@@ -95,7 +95,10 @@ struct qfile_writer {
 	off_t content_offset;  /* first C record, 0 until content starts */
 	uint64_t content_size; /* payload bytes of all C records */
 	unsigned nrcpt;
-	int state; /* where in the record order we are */
+	int state;          /* where in the record order we are */
+	bool chunk_open;    /* the last record in out is a C record still filling */
+	size_t chunk_start; /* its offset in out (header space reserved) */
+	size_t chunk_len;   /* its payload bytes so far */
 };
 
 /* Writing.  All return 0, or -1 with err set (the caller aborts). */
@@ -129,6 +132,10 @@ struct qfile_env {
 	off_t file_size;
 };
 
+/*
+ * Guards against hostile files, not a paging mechanism: a file with more
+ * recipients or attributes than allowed reads as corrupt (-1).
+ */
 struct qfile_read_limits {
 	size_t max_rcpts; /* 0 = no limit */
 	size_t max_attrs; /* 0 = no limit */
@@ -138,7 +145,9 @@ struct qfile_read_limits {
  * Read the envelope and extracted segments of a complete queue file (the
  * content is skipped but its records are checked).  Returns 0, 1 when
  * the file is incomplete (mode or missing E: a writer may still be busy,
- * or crashed), or -1 when it is corrupt (err says where).
+ * or crashed), or -1 when it is corrupt (err says where).  Outside
+ * incoming/ callers treat 1 as corrupt.  env is zeroed on 1 and -1.
+ * Reads with pread() only; the descriptor's offset is not used.
  */
 int qfile_read(int fd, struct qfile_env *env, const struct qfile_read_limits *lim, struct buf *err);
 void qfile_env_free(struct qfile_env *env);
@@ -151,7 +160,12 @@ const char *qfile_env_attr(const struct qfile_env *env, const char *name);
  */
 int qfile_content_next(int fd, off_t *pos, struct buf *out, struct buf *err);
 
-/* Mark the recipient whose record starts at offset as done (R -> D). */
+/*
+ * Mark the recipient whose record starts at offset (from qfile_read) as
+ * done: R -> D in place.  A D there already is fine; any other byte is
+ * an error.  Needs a descriptor open for writing; no fsync (a lost marker
+ * only means a duplicate delivery).
+ */
 int qfile_mark_done(int fd, off_t offset, struct buf *err);
 
 /* Low-level record codec (also used by tests and the fuzzers). */

@@ -27,7 +27,10 @@ void qid_make(char *out, const struct timeval *tv, long pid);
 bool qid_valid(const char *s);
 /* The arrival time encoded in an ID; -1 when invalid. */
 int qid_time(const char *s, struct timeval *tv);
-/* The hash subdirectory character for hashed queues (deferred, defer, bounce). */
+/*
+ * The hash subdirectory character for hashed queues (deferred, defer,
+ * bounce): the last microsecond digit.  0 when the ID is invalid.
+ */
 char qid_hash(const char *id);
 
 /*

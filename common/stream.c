@@ -12,6 +12,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -155,7 +156,8 @@ stream_set_ops(struct stream *s, const struct stream_ops *ops, void *ctx)
 void
 stream_set_timeout(struct stream *s, int seconds)
 {
-	s->timeout_ms = seconds > 0 ? (seconds > 86400 * 365 ? 86400 * 365 : seconds) * 1000 : -1;
+	/* Anything beyond INT_MAX ms (24 days) is "forever" for our purposes. */
+	s->timeout_ms = seconds > 0 ? (seconds > INT_MAX / 1000 ? INT_MAX / 1000 : seconds) * 1000 : -1;
 }
 
 void

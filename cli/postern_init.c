@@ -224,7 +224,7 @@ static const char master_cf_text[] = "# master.cf of a Postern instance: see mas
                                      "#127.0.0.1:%d   inet  n       -       y       -       -       pop3d\n"
                                      "#127.0.0.1:%d   inet  n       -       y       -       -       pop3d\n"
                                      "#  -o pop3d_tls_wrappermode=yes\n"
-                                     "#cleanup          unix  n       -       n       -       0       cleanup\n"
+                                     "#cleanup          unix  -       -       n       -       0       cleanup\n"
                                      "#qmgr             unix  n       -       n       300     1       qmgr\n"
                                      "#local            unix  -       n       n       -       -       local\n"
                                      "#smtp             unix  -       -       y       -       -       smtp\n"

@@ -34,8 +34,9 @@
 
 /*
  * Private services that the network-facing daemons (network_user) must be
- * able to reach: their sockets get the network user's group.  All other
- * private sockets are for mail_owner (and root) only.
+ * able to reach, by service name (the socket name they connect to): their
+ * sockets get the network user's group.  All other private sockets are
+ * for mail_owner (and root) only.
  */
 static const char *const network_reachable[] = { "cleanup", "auth", NULL };
 
@@ -267,7 +268,7 @@ listen_unix(const struct mcf_service *def, int *fds, int *nfds, struct buf *err)
 			for (i = 0; network_reachable[i]; i++) {
 				uid_t nu;
 
-				if (strcmp(def->command, network_reachable[i]) == 0) {
+				if (strcmp(def->name, network_reachable[i]) == 0) {
 					if (priv_user(cfg_str(P_NETWORK_USER), &nu, &own_gid, &e2) < 0)
 						goto bad_id;
 					mode = 0660;

@@ -11,7 +11,9 @@
  *   quit           closes the connection
  *   anything else  "echo: " and the line
  * Arguments in master.cf: "fail-start" exits 1 before serving,
- * "config-error" reports a configuration error.
+ * "config-error" reports a configuration error, "event" runs the
+ * event-driven skeleton instead: one process serves every client at
+ * once, answering each line with "PID: line".
  */
 #include "config.h"
 
@@ -21,6 +23,7 @@
 #include <unistd.h>
 
 #include "buf.h"
+#include "event.h"
 #include "log.h"
 #include "server.h"
 #include "str.h"
@@ -79,9 +82,59 @@ echod_service(struct stream *s, struct server_ctx *ctx)
 	buf_free(&line);
 }
 
+/* The event-driven form: each client is a read callback on the shared loop. */
+struct eclient {
+	struct stream *s;
+	struct buf line;
+};
+
+static void
+echod_event_read(int fd, int events, void *arg)
+{
+	struct eclient *c = arg;
+	int r;
+
+	(void)events;
+	/* Everything already buffered, then back to the loop: never block here. */
+	do {
+		r = stream_getline(c->s, &c->line, 1000);
+		if (r == STREAM_OK) {
+			stream_printf(c->s, "%ld: %s", (long)getpid(), buf_str(&c->line));
+			if (stream_flush(c->s) != STREAM_OK)
+				r = STREAM_EOF;
+		}
+	} while (r == STREAM_OK && stream_pending(c->s) > 0);
+	if (r != STREAM_OK) {
+		event_forget(fd);
+		stream_free(c->s);
+		buf_free(&c->line);
+		free(c);
+	}
+}
+
+static void
+echod_accept(int fd, struct server_ctx *ctx)
+{
+	struct eclient *c = calloc(1, sizeof(*c));
+
+	if (c == NULL)
+		log_fatal("out of memory");
+	c->s = stream_new(fd, 0);
+	stream_set_timeout(c->s, 10);
+	stream_printf(c->s, "hello %s %ld\n", ctx->service, (long)getpid());
+	stream_flush(c->s);
+	event_enable_read(fd, echod_event_read, c);
+}
+
 int
 main(int argc, char **argv)
 {
+	static const struct server_desc event_desc = {
+		.name = "echod",
+		.kind = SERVER_EVENT,
+		.identity = SERVER_ID_QUEUE,
+		.accept = echod_accept,
+	};
 	static const struct server_desc desc = {
 		.name = "echod",
 		.kind = SERVER_SINGLE,
@@ -92,5 +145,10 @@ main(int argc, char **argv)
 		.service = echod_service,
 	};
 
+	int i;
+
+	for (i = 1; i < argc; i++)
+		if (strcmp(argv[i], "event") == 0)
+			server_main(argc, argv, &event_desc);
 	server_main(argc, argv, &desc);
 }

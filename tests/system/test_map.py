@@ -328,7 +328,7 @@ def test_hash_password_on_a_terminal_does_not_echo():
             os.kill(pid, 9)
             os.waitpid(pid, 0)
         os.close(fd)
-    assert done and os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+    assert done and os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, (done, status, seen)
     text = seen.decode()
     assert text.startswith("Password: ")
     assert "terminal secret" not in text

@@ -386,3 +386,155 @@ def test_queue_tree_owners_and_modes(inst):
     inst.stop()
     inst.start()
     assert (q / "active").stat().st_mode & 0o7777 == 0o700
+
+
+@root_only
+def test_init_start_status_stop_as_normal_user(postern):
+    """The README's first command as an unprivileged user on a root-run host."""
+    import pwd
+    import shutil
+    import tempfile
+
+    nobody = pwd.getpwnam("nobody")
+    base = tempfile.mkdtemp(prefix="postern-user-", dir="/tmp")
+    os.chown(base, nobody.pw_uid, nobody.pw_gid)
+
+    def as_nobody(*args, timeout=60):
+        return run(["setpriv", f"--reuid={nobody.pw_uid}", f"--regid={nobody.pw_gid}", "--clear-groups",
+                    postern, *args], timeout=timeout)
+
+    try:
+        if as_nobody("version").returncode != 0:
+            pytest.skip("the build tree is not readable by nobody")
+        demo = os.path.join(base, "demo")
+        ports = ",".join(map(str, free_ports(5)))
+        proc = as_nobody("init", "-p", ports, demo)
+        assert proc.returncode == 0, proc.stderr
+        port = free_ports(1)[0]
+        with open(os.path.join(demo, "master.cf"), "a") as f:
+            f.write(f"127.0.0.1:{port} inet n - y - 2 {os.path.join(os.path.dirname(os.path.dirname(postern)), 'tests', 'echod')}\n")
+        proc = as_nobody("-c", demo, "start")
+        assert proc.returncode == 0, proc.stderr
+        master = int(open(os.path.join(demo, "queue", "pid", "master.pid")).read())
+        assert os.stat(f"/proc/{master}").st_uid == nobody.pw_uid
+        c = Client(port)
+        child = c.greeting()
+        assert os.stat(f"/proc/{child}").st_uid == nobody.pw_uid
+        assert os.readlink(f"/proc/{child}/root") == "/"  # no chroot without root
+        c.close()
+        assert as_nobody("-c", demo, "status").returncode == 0
+        assert as_nobody("-c", demo, "stop").returncode == 0
+        assert as_nobody("-c", demo, "status").returncode == 1
+        assert not pid_alive(master)
+    finally:
+        pidfile = os.path.join(base, "demo", "queue", "pid", "master.pid")
+        if os.path.exists(pidfile):
+            try:
+                pid = int(open(pidfile).read())
+                if pid_alive(pid):
+                    os.kill(pid, signal.SIGTERM)
+            except (ValueError, OSError):
+                pass
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def test_event_server_serves_many_clients_in_one_process(inst):
+    port = echo_service(inst, maxproc=1, args=" event")
+    inst.start()
+    clients = [Client(port) for _ in range(5)]
+    pids = {c.greeting() for c in clients}
+    assert len(pids) == 1
+    pid = pids.pop()
+    for i, c in enumerate(clients):
+        assert c.ask(f"line {i}") == f"{pid}: line {i}"
+    for c in clients:
+        c.close()
+
+
+def test_watchdog_kills_a_stuck_child(inst):
+    port = free_ports(1)[0]
+    inst.write_master_cf(f"127.0.0.1:{port} inet n - n - 1 {inst.echod()}\n  -o daemon_timeout=2s\n")
+    inst.start()
+    c = Client(port)
+    child = c.greeting()
+    c.send("sleep 30")
+    wait_for(lambda: not pid_alive(child), 10, what="watchdog")
+    c.close()
+    wait_for(lambda: f"pid {child} killed by signal 14 (watchdog" in inst.log(), 5, what="watchdog log line")
+    c2 = Client(port)
+    assert c2.greeting() != child
+    c2.close()
+
+
+def test_children_exit_when_master_dies(inst):
+    port = echo_service(inst)
+    inst.start()
+    master = inst.master_pid()
+    busy = Client(port)
+    busy_pid = busy.greeting()
+    idle = Client(port)
+    idle_pid = idle.greeting()
+    idle.close()
+    os.kill(master, signal.SIGKILL)
+    wait_for(lambda: not pid_alive(idle_pid), 10, what="idle child to notice")
+    # A busy child finishes its client first.
+    assert busy.ask("last words") == "echo: last words"
+    busy.close()
+    wait_for(lambda: not pid_alive(busy_pid), 10, what="busy child to finish")
+    # The lock died with the master: a new one starts cleanly.
+    inst.start()
+    assert inst.master_pid() != master
+    c = Client(port)
+    c.greeting()
+    c.close()
+
+
+def test_ipv6_and_inet_interfaces(inst):
+    if not socket.has_ipv6:
+        pytest.skip("no IPv6")
+    try:
+        probe = socket.socket(socket.AF_INET6)
+        probe.bind(("::1", 0))
+        probe.close()
+    except OSError:
+        pytest.skip("no IPv6 loopback")
+    p1, p2 = free_ports(2)
+    inst.write_master_cf(f"[::1]:{p1} inet n - n - 2 {inst.echod()}\n{p2} inet n - n - 2 {inst.echod()}\n")
+    inst.start()
+    s = socket.create_connection(("::1", p1), timeout=10)
+    assert s.recv(100).startswith(b"hello ")
+    s.close()
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", p1), timeout=2)
+    # Port only: every address of inet_interfaces (loopback-only = 127.0.0.1 and ::1).
+    for family, host in ((socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::1")):
+        s = socket.create_connection((host, p2), timeout=10)
+        assert s.recv(100).startswith(b"hello ")
+        s.close()
+
+
+@root_only
+def test_unix_socket_owners_and_modes(inst):
+    import grp
+    import pwd
+    import stat
+
+    inst.write_master_cf(
+        f"cleanup unix - - n - 1 {inst.echod()}\n"
+        f"qmgrish unix - - n - 1 {inst.echod()}\n"
+        f"pub unix n - n - 1 {inst.echod()}\n"
+    )
+    inst.start()
+    owner = pwd.getpwnam("postern")
+    net = pwd.getpwnam("postern-net")
+    drop = grp.getgrnam("posterndrop")
+    q = inst.dir / "queue"
+    st = (q / "private" / "cleanup").stat()
+    assert stat.S_ISSOCK(st.st_mode)
+    assert (st.st_uid, st.st_gid, st.st_mode & 0o777) == (owner.pw_uid, net.pw_gid, 0o660)
+    st = (q / "private" / "qmgrish").stat()
+    assert (st.st_uid, st.st_mode & 0o777) == (owner.pw_uid, 0o600)
+    st = (q / "public" / "pub").stat()
+    assert (st.st_uid, st.st_gid, st.st_mode & 0o777) == (owner.pw_uid, drop.gr_gid, 0o660)
+    st = (q / "private").stat()
+    assert (st.st_uid, st.st_gid, st.st_mode & 0o7777) == (owner.pw_uid, net.pw_gid, 0o710)

@@ -34,7 +34,7 @@ static const struct command commands[] = {
 	{ "check", cmd_ctl, "check [-f]" },
 	{ "init", cmd_init, "init [-H hostname] [-p smtp,submission,smtps,pop3,pop3s] DIR" },
 	{ "setup", cmd_setup, "setup" },
-	{ "cat", cmd_cat, "cat [-e | -h | -b] QUEUEID" },
+	{ "cat", cmd_cat, "cat [-e | -h | -b | -hb] QUEUEID" },
 	{ "queue", cmd_queue, "queue [-j]" },
 	{ "conf", cmd_conf, "conf [-c DIR] [-d | -n] [-e name=value ...] [name ...]" },
 	{ "map", cmd_map, "map [-c DIR] [-a] [-f] [-q key | -d key | -s] [type:]file" },

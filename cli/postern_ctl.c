@@ -126,6 +126,7 @@ cmd_start(int argc, char **argv)
 		execv(path, av);
 		log_fatal("execute %s: %m", path);
 	}
+	free(path);
 	while (waitpid(pid, &status, 0) < 0)
 		if (errno != EINTR)
 			log_fatal("waitpid: %m");

@@ -209,26 +209,34 @@ daemon_dir_guess(void)
 	return xstrdup(DEF_DAEMON_DIR);
 }
 
-static const char master_cf_text[] = "# master.cf of a Postern instance: see master.cf(5).\n"
-                                     "#\n"
-                                     "# service          type  private unpriv  chroot  wakeup  maxproc command + args\n"
-                                     "#                        (yes)   (yes)   (no)    (never) (100)\n"
-                                     "# ===========================================================================\n"
-                                     "# The services below arrive with the issues that build them; uncomment\n"
-                                     "# each line as its daemon appears in daemon_directory.\n"
-                                     "#127.0.0.1:%d   inet  n       -       y       -       -       smtpd\n"
-                                     "#127.0.0.1:%d   inet  n       -       y       -       -       smtpd\n"
-                                     "#  -o smtpd_tls_security_level=encrypt -o smtpd_sasl_auth_enable=yes\n"
-                                     "#127.0.0.1:%d   inet  n       -       y       -       -       smtpd\n"
-                                     "#  -o smtpd_tls_wrappermode=yes -o smtpd_sasl_auth_enable=yes\n"
-                                     "#127.0.0.1:%d   inet  n       -       y       -       -       pop3d\n"
-                                     "#127.0.0.1:%d   inet  n       -       y       -       -       pop3d\n"
-                                     "#  -o pop3d_tls_wrappermode=yes\n"
-                                     "#cleanup          unix  -       -       n       -       0       cleanup\n"
-                                     "#qmgr             unix  n       -       n       300     1       qmgr\n"
-                                     "#local            unix  -       n       n       -       -       local\n"
-                                     "#smtp             unix  -       -       y       -       -       smtp\n"
-                                     "#auth             unix  -       -       n       -       -       auth\n";
+static const char master_cf_text[] =
+    "# master.cf of a Postern instance: see master.cf(5).\n"
+    "#\n"
+    "# service          type  private unpriv  chroot  wakeup  maxproc command + args\n"
+    "#                        (yes)   (yes)   (no)    (never) (100)\n"
+    "# ===========================================================================\n"
+    "127.0.0.1:%d   inet  n       -       y       -       -       smtpd\n"
+    "127.0.0.1:%d   inet  n       -       y       -       -       smtpd\n"
+    "  -o syslog_name=postern/submission\n"
+    "  -o smtpd_tls_security_level=encrypt -o smtpd_sasl_auth_enable=yes\n"
+    "  -o smtpd_relay_restrictions=permit_sasl_authenticated,reject\n"
+    "  -o smtpd_sender_restrictions=reject_sender_login_mismatch\n"
+    "127.0.0.1:%d   inet  n       -       y       -       -       smtpd\n"
+    "  -o syslog_name=postern/smtps\n"
+    "  -o smtpd_tls_wrappermode=yes -o smtpd_sasl_auth_enable=yes\n"
+    "  -o smtpd_relay_restrictions=permit_sasl_authenticated,reject\n"
+    "  -o smtpd_sender_restrictions=reject_sender_login_mismatch\n"
+    "cleanup          unix  -       -       n       -       0       cleanup\n"
+    "auth             unix  -       -       n       -       -       auth\n"
+    "anvil            unix  -       -       n       -       1       anvil\n"
+    "# The services below arrive with the issues that build them; uncomment\n"
+    "# each line as its daemon appears in daemon_directory.\n"
+    "#127.0.0.1:%d   inet  n       -       y       -       -       pop3d\n"
+    "#127.0.0.1:%d   inet  n       -       y       -       -       pop3d\n"
+    "#  -o pop3d_tls_wrappermode=yes\n"
+    "#qmgr             unix  n       -       n       300     1       qmgr\n"
+    "#local            unix  -       n       n       -       -       local\n"
+    "#smtp             unix  -       -       y       -       -       smtp\n";
 
 int
 cmd_init(int argc, char **argv)
@@ -306,7 +314,8 @@ cmd_init(int argc, char **argv)
 	    "virtual_gid_maps = static:%ld\n"
 	    "auth_passwd_maps = hash:%s/passwd\n"
 	    "smtpd_tls_cert_file = %s/cert.pem\n"
-	    "smtpd_tls_key_file = %s/key.pem\n",
+	    "smtpd_tls_key_file = %s/key.pem\n"
+	    "smtpd_tls_security_level = may\n",
 	    ctime(&now), dir, dir, dir, daemon_dir, dir, host, dir, dir, DEMO_DOMAIN, dir, dir, (long)vuid, (long)vgid,
 	    dir, dir, dir);
 	write_file(path, 0644, buf_str(&text));

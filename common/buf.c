@@ -94,6 +94,7 @@ buf_append(struct buf *b, const void *p, size_t n)
 {
 	if (n == 0) {
 		buf_reserve(b, 0);
+		b->data[b->len] = 0; /* buf_set(b, p, 0) must leave "" behind */
 		return;
 	}
 	buf_reserve(b, n);

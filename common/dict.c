@@ -38,6 +38,7 @@ static const struct dict_type dict_types[] = {
 	{ "texthash", dict_texthash_open },
 	{ "inline", dict_inline_open },
 	{ "static", dict_static_open },
+	{ "unix", dict_unix_open },
 };
 
 #define DICT_TYPE_NAME_MAX 32
@@ -463,60 +464,31 @@ struct dict_list {
 	struct buf why; /* reason for the last try-again */
 };
 
-/*
- * dict_list_next - the next spec of a list: separated by commas or white
- * space, except inside braces (inline:{a=b, c=d} is one spec).
- */
-static char *
-dict_list_next(const char **sp)
-{
-	const char *s = *sp, *start;
-	int depth = 0;
-
-	s += strspn(s, STR_LIST_SEP);
-	if (*s == 0) {
-		*sp = s;
-		return NULL;
-	}
-	start = s;
-	for (; *s; s++) {
-		if (*s == '{')
-			depth++;
-		else if (*s == '}' && depth > 0)
-			depth--;
-		else if (depth == 0 && strchr(STR_LIST_SEP, *s) != NULL)
-			break;
-	}
-	*sp = s;
-	return xstrndup(start, (size_t)(s - start));
-}
-
 struct dict_list *
 dict_list_open(const char *specs, int flags, struct buf *err)
 {
 	struct dict_list *l;
-	const char *p = specs ? specs : "";
+	char *copy = xstrdup(specs ? specs : ""), *p = copy, *spec;
 	struct dict *d;
-	char *spec;
 
 	l = xcalloc(1, sizeof(*l));
-	while ((spec = dict_list_next(&p)) != NULL) {
+	while ((spec = str_token_braced(&p, STR_LIST_SEP)) != NULL) {
 		if (l->n >= DICT_LIST_MAX) {
 			if (err)
 				buf_printf(err, "more than %d tables in \"%s\"", DICT_LIST_MAX, specs);
-			free(spec);
+			free(copy);
 			dict_list_close(l);
 			return NULL;
 		}
 		if ((d = dict_open(spec, flags, err)) == NULL) {
-			free(spec);
+			free(copy);
 			dict_list_close(l);
 			return NULL;
 		}
-		free(spec);
 		l->dicts = xreallocarray(l->dicts, l->n + 1, sizeof(*l->dicts));
 		l->dicts[l->n++] = d;
 	}
+	free(copy);
 	return l;
 }
 

@@ -6,6 +6,7 @@
  *   texthash:/path  plain "key value" text, read into memory (no .db)
  *   inline:{k1=v1, { k2 = v with spaces }, ...}
  *   static:value    every key maps to value (static:{value with spaces})
+ *   unix:passwd.byname  the system's users, read at open (local_recipient_maps)
  *
  * Every lookup answers found, not found, or try-again.  Try-again (an I/O
  * error, a table that cannot be opened, a corrupt file) must make the

@@ -57,6 +57,7 @@ struct dict *dict_btree_open(const char *name, int flags, struct buf *err);
 struct dict *dict_texthash_open(const char *name, int flags, struct buf *err);
 struct dict *dict_inline_open(const char *name, int flags, struct buf *err);
 struct dict *dict_static_open(const char *name, int flags, struct buf *err);
+struct dict *dict_unix_open(const char *name, int flags, struct buf *err);
 
 /*
  * dict_text.c: dict_text_parse() on a descriptor the caller opened
@@ -82,6 +83,17 @@ const unsigned char *dict_htab_get(const struct dict_htab *t, const char *key, s
 size_t dict_htab_count(const struct dict_htab *t);
 /* Entry i (insertion order) into key and value; false past the end. */
 bool dict_htab_entry(const struct dict_htab *t, size_t i, struct buf *key, struct buf *value);
+
+/*
+ * A table held in memory and loaded when opened (texthash:, unix:): priv
+ * is a struct dict_memtab, and dict_memtab_ops serve it.
+ */
+struct dict_memtab {
+	struct dict_htab *tab;
+	int fd;     /* the source, kept open only to notice a rename-over (dict.c) */
+	size_t seq; /* next entry for dict_sequence() */
+};
+extern const struct dict_ops dict_memtab_ops;
 
 /* Fold ASCII upper case to lower case in place over n bytes. */
 void dict_fold(char *s, size_t n);

@@ -445,11 +445,6 @@ dict_text_parse(const char *path, int textflags, int (*fn)(const char *key, cons
 
 /* ---------------------------------------------------------------- texthash: */
 
-struct texthash_priv {
-	struct dict_htab *tab;
-	int fd;     /* kept open only to notice a rename-over (dict.c) */
-	size_t seq; /* next entry for dict_sequence() */
-};
 
 struct texthash_load {
 	struct dict *d;
@@ -476,9 +471,9 @@ texthash_add(const char *key, const char *value, int line, void *arg)
 }
 
 static enum dict_result
-texthash_lookup(struct dict *d, const char *key, size_t klen, struct buf *value)
+memtab_lookup(struct dict *d, const char *key, size_t klen, struct buf *value)
 {
-	struct texthash_priv *p = d->priv;
+	struct dict_memtab *p = d->priv;
 	const unsigned char *v;
 	size_t vlen;
 
@@ -489,9 +484,9 @@ texthash_lookup(struct dict *d, const char *key, size_t klen, struct buf *value)
 }
 
 static int
-texthash_sequence(struct dict *d, bool first, struct buf *key, struct buf *value)
+memtab_sequence(struct dict *d, bool first, struct buf *key, struct buf *value)
 {
-	struct texthash_priv *p = d->priv;
+	struct dict_memtab *p = d->priv;
 
 	if (first)
 		p->seq = 0;
@@ -502,9 +497,9 @@ texthash_sequence(struct dict *d, bool first, struct buf *key, struct buf *value
 }
 
 static void
-texthash_close(struct dict *d)
+memtab_close(struct dict *d)
 {
-	struct texthash_priv *p = d->priv;
+	struct dict_memtab *p = d->priv;
 
 	if (p == NULL)
 		return;
@@ -516,10 +511,11 @@ texthash_close(struct dict *d)
 	d->watch_fd = -1;
 }
 
-static const struct dict_ops texthash_ops = {
-	.lookup = texthash_lookup,
-	.sequence = texthash_sequence,
-	.close = texthash_close,
+/* In-memory tables (texthash:, unix:) share these operations. */
+const struct dict_ops dict_memtab_ops = {
+	.lookup = memtab_lookup,
+	.sequence = memtab_sequence,
+	.close = memtab_close,
 	.reopen = dict_reopen_by_name,
 };
 
@@ -527,7 +523,7 @@ struct dict *
 dict_texthash_open(const char *name, int flags, struct buf *err)
 {
 	struct texthash_load tl;
-	struct texthash_priv *p;
+	struct dict_memtab *p;
 	struct buf why = BUF_INIT;
 	struct dict *d;
 	struct stat st;
@@ -542,7 +538,7 @@ dict_texthash_open(const char *name, int flags, struct buf *err)
 		buf_free(&why);
 		return d;
 	}
-	d = dict_alloc("texthash", name, flags, &texthash_ops);
+	d = dict_alloc("texthash", name, flags, &dict_memtab_ops);
 	tl.d = d;
 	tl.tab = dict_htab_new();
 	tl.path = name;

@@ -194,6 +194,17 @@ qf_fail(struct qfile_writer *w, struct buf *err, const char *what)
 	return -1;
 }
 
+/* qf_open - create w->path exclusively; the name is never replaced */
+static int
+qf_open(struct qfile_writer *w)
+{
+	w->fd = open(w->path, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC | O_NOFOLLOW, QF_MODE_INCOMPLETE);
+	if (w->fd < 0)
+		return -1;
+	w->created = true;
+	return 0;
+}
+
 /* qf_flush - write out everything buffered (no C record may be open) */
 static int
 qf_flush(struct qfile_writer *w, struct buf *err)
@@ -202,6 +213,8 @@ qf_flush(struct qfile_writer *w, struct buf *err)
 		log_panic("qf_flush: content chunk still open");
 	if (w->out.len == 0)
 		return 0;
+	if (w->fd < 0 && w->lazy && qf_open(w) < 0)
+		return qf_fail(w, err, "create");
 	if (qf_write_all(w->fd, w->out.data, w->out.len) < 0)
 		return qf_fail(w, err, "write");
 	w->flushed += (off_t)w->out.len;
@@ -285,6 +298,12 @@ qf_format_version(unsigned char *out, unsigned long long offset, unsigned long l
 int
 qfile_create(struct qfile_writer *w, const char *queue, struct buf *err)
 {
+	return qfile_create_id(w, queue, NULL, 0, err);
+}
+
+int
+qfile_create_id(struct qfile_writer *w, const char *queue, const char *id, int flags, struct buf *err)
+{
 	unsigned char v[QF_VERSION_LEN];
 	int tries;
 
@@ -295,20 +314,27 @@ qfile_create(struct qfile_writer *w, const char *queue, struct buf *err)
 		qf_seterr(err, "invalid queue name \"%s\"", queue ? queue : "(null)");
 		return -1;
 	}
+	if (id != NULL && !qid_valid(id)) {
+		qf_seterr(err, "invalid queue ID");
+		return -1;
+	}
+	w->lazy = (flags & QF_CREATE_LAZY) != 0;
 	for (tries = 0; tries < QF_CREATE_TRIES; tries++) {
-		qid_new(w->id);
+		if (id != NULL)
+			memcpy(w->id, id, QID_LEN + 1);
+		else
+			qid_new(w->id);
 		if (qid_path(w->path, sizeof(w->path), queue, w->id) < 0)
 			log_panic("qfile_create: cannot build a path for %s/%s", queue, w->id);
-		w->fd = open(w->path, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC | O_NOFOLLOW, QF_MODE_INCOMPLETE);
-		if (w->fd >= 0)
+		if (w->lazy || qf_open(w) == 0)
 			break;
-		if (errno != EEXIST) {
+		if (errno != EEXIST || id != NULL) {
 			qf_seterr(err, "create %s: %s", w->path, strerror(errno));
 			w->path[0] = 0;
 			return -1;
 		}
 	}
-	if (w->fd < 0) {
+	if (tries == QF_CREATE_TRIES) {
 		qf_seterr(err, "create %s: queue ID collisions %d times in a row", w->path, QF_CREATE_TRIES);
 		w->path[0] = 0;
 		return -1;
@@ -559,7 +585,8 @@ qfile_abort(struct qfile_writer *w)
 		close(w->fd);
 		w->fd = -1;
 	}
-	if (w->path[0]) {
+	/* A lazy writer may never have created its file: leave that name alone. */
+	if (w->path[0] && w->created) {
 		if (unlink(w->path) < 0 && errno != ENOENT)
 			log_warn("remove %s: %m", w->path);
 		w->path[0] = 0;

@@ -99,10 +99,23 @@ struct qfile_writer {
 	bool chunk_open;    /* the last record in out is a C record still filling */
 	size_t chunk_start; /* its offset in out (header space reserved) */
 	size_t chunk_len;   /* its payload bytes so far */
+	bool lazy;          /* QF_CREATE_LAZY: fd is opened at the first write */
+	bool created;       /* the file exists on disk and is ours to remove */
 };
 
 /* Writing.  All return 0, or -1 with err set (the caller aborts). */
 int qfile_create(struct qfile_writer *w, const char *queue, struct buf *err);
+/* qfile_create_id() flags */
+#define QF_CREATE_LAZY 0x01 /* open the file at the first write(2), not now */
+/*
+ * As qfile_create, with the ID chosen by the caller (id, which must be
+ * qid_valid; an existing file of that name is an error, never replaced)
+ * or made here (id NULL).  With QF_CREATE_LAZY nothing touches the disk
+ * until the buffer is first written out, which for a small message is at
+ * qfile_commit: errors of the open (including EEXIST) then come from
+ * that call, and qfile_abort before it has nothing to remove.
+ */
+int qfile_create_id(struct qfile_writer *w, const char *queue, const char *id, int flags, struct buf *err);
 int qfile_put_time(struct qfile_writer *w, const struct timeval *tv, struct buf *err);
 int qfile_put_sender(struct qfile_writer *w, const char *sender, struct buf *err);
 int qfile_put_attr(struct qfile_writer *w, const char *name, const char *value, struct buf *err);

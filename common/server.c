@@ -20,6 +20,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "buf.h"
@@ -258,6 +259,7 @@ server_setup(int argc, char **argv)
 
 	if (sd->pre_init)
 		sd->pre_init(&ctx);
+	tzset(); /* the time zone file cannot be read inside a chroot */
 	log_prepare_chroot();
 	if (ctx.privileged) {
 		if (want_chroot && sd->chroot_ok)

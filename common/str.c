@@ -122,6 +122,33 @@ str_token(char **sp, const char *sep)
 	return tok;
 }
 
+char *
+str_token_braced(char **sp, const char *sep)
+{
+	char *s = *sp, *tok;
+	int depth = 0;
+
+	if (s == NULL)
+		return NULL;
+	s += strspn(s, sep);
+	if (*s == 0) {
+		*sp = s;
+		return NULL;
+	}
+	for (tok = s; *s; s++) {
+		if (*s == '{')
+			depth++;
+		else if (*s == '}' && depth > 0)
+			depth--;
+		else if (depth == 0 && strchr(sep, *s) != NULL)
+			break;
+	}
+	if (*s)
+		*s++ = 0;
+	*sp = s;
+	return tok;
+}
+
 bool
 str_ends_with(const char *s, const char *suffix)
 {

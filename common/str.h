@@ -31,6 +31,8 @@ char *str_trim(char *s);
  */
 char *str_token(char **sp, const char *sep);
 #define STR_LIST_SEP " \t\r\n,"
+/* As str_token, but separators inside {braces} (nested) do not split: "inline:{a=b, c=d}" is one token. */
+char *str_token_braced(char **sp, const char *sep);
 
 /* True when s ends with suffix. */
 bool str_ends_with(const char *s, const char *suffix);

@@ -110,7 +110,7 @@ plain_write(struct stream *s, const void *p, size_t n, short *want)
 	return r;
 }
 
-static const struct stream_ops plain_ops = { plain_read, plain_write, NULL };
+static const struct stream_ops plain_ops = { plain_read, plain_write, NULL, NULL };
 
 struct stream *
 stream_new(int fd, int flags)
@@ -136,6 +136,8 @@ stream_free(struct stream *s)
 
 	if (s == NULL)
 		return;
+	if (s->ops->close != NULL)
+		s->ops->close(s);
 	for (i = 0; i < s->nfds; i++)
 		close(s->fds[i]);
 	if (!(s->flags & STREAM_NOCLOSE) && s->fd >= 0)

@@ -49,6 +49,8 @@ struct stream_ops {
 	ssize_t (*write)(struct stream *s, const void *p, size_t n, short *want);
 	/* Bytes the transport holds already decrypted (may be NULL). */
 	size_t (*pending)(struct stream *s);
+	/* Release the transport state (s->ctx); stream_free calls it before closing fd (may be NULL). */
+	void (*close)(struct stream *s);
 };
 
 struct stream {

@@ -33,11 +33,17 @@ enum smtpd_verb {
 	SMTPD_AUTH,
 };
 
-/* A reply for a syntax error: "501 5.5.4 Syntax: ..." */
+/*
+ * A reply for a syntax error: "501 5.5.4 Syntax: ...".  text is an array
+ * because some replies name the client's parameter ("Unsupported option:
+ * X", shown printable and cut short); the struct can be copied freely.
+ */
+#define SMTPD_REPLY_TEXT_MAX 128
 struct smtpd_reply {
 	int code;
 	const char *dsn;
-	const char *text;
+	char text[SMTPD_REPLY_TEXT_MAX];
+	const char *why; /* detail for the log (an address parser's reason), or NULL */
 };
 
 struct smtpd_cmd {
@@ -48,66 +54,87 @@ struct smtpd_cmd {
 
 /*
  * Split one command line (CRLF already removed, NUL-terminated, len bytes)
- * into verb and argument.  Verbs are case-insensitive.  Returns 0, or -1
- * with rep set: a NUL byte, a bare CR or LF inside the line, or non-ASCII
- * bytes in the verb (500 5.5.2).  An unknown verb is not an error here
- * (verb = SMTPD_UNKNOWN).  line is modified.
+ * into verb and argument.  The verb is 1-16 ASCII letters, case-
+ * insensitive, followed by the end or by blanks (spaces/tabs, any number);
+ * trailing blanks are cut from the argument.  Returns 0, or -1 with rep
+ * set (500 5.5.2): a NUL byte, a CR or LF inside the line, an empty line,
+ * or a verb that is not letters only.  Bytes >= 0x80 may appear in the
+ * argument.  An unknown verb is not an error here (verb = SMTPD_UNKNOWN,
+ * name = the verb as written).  line is modified.
  */
 int smtpd_parse_line(char *line, size_t len, struct smtpd_cmd *cmd, struct smtpd_reply *rep);
 
 /* BODY= values */
-#define SMTPD_BODY_NONE 0
-#define SMTPD_BODY_7BIT 1
+#define SMTPD_BODY_NONE     0
+#define SMTPD_BODY_7BIT     1
 #define SMTPD_BODY_8BITMIME 2
 
 struct smtpd_mail_args {
-	long long size;   /* SIZE=, 0 when absent */
-	int body;         /* SMTPD_BODY_* */
+	long long size; /* SIZE=, 0 when absent */
+	int body;       /* SMTPD_BODY_* */
 	bool smtputf8;
-	char *envid;      /* ENVID= as received (valid xtext), or NULL */
-	char *ret;        /* "FULL" or "HDRS" (upper case), or NULL */
-	char *auth;       /* AUTH= as received (valid xtext), or NULL */
+	char *envid; /* ENVID= as received (valid xtext), or NULL */
+	char *ret;   /* "FULL" or "HDRS" (upper case), or NULL */
+	char *auth;  /* AUTH= as received (valid xtext), or NULL */
 };
 
 struct smtpd_rcpt_args {
-	int notify;       /* QF_NOTIFY_* bits, 0 when absent */
-	char *orcpt;      /* ORCPT= as received: "addr-type;xtext", or NULL */
+	int notify;  /* QF_NOTIFY_* bits, 0 when absent */
+	char *orcpt; /* ORCPT= as received: "addr-type;xtext", or NULL */
 };
 
 /* Parameter-level options for smtpd_parse_mail/rcpt. */
 struct smtpd_parse_opts {
-	bool smtputf8_ok;      /* SMTPUTF8 offered */
-	bool dsn_ok;           /* DSN offered */
-	long long size_max;    /* SIZE= above this: 552 5.3.4 (0: no limit) */
+	bool smtputf8_ok;   /* SMTPUTF8 offered */
+	bool dsn_ok;        /* DSN offered */
+	long long size_max; /* SIZE= above this: 552 5.3.4 (0: no limit) */
 };
 
 /*
- * "FROM:<addr> [params]" (the argument of MAIL).  addr gets the external
- * form ("" for <>).  args' strings are malloc'ed (smtpd_mail_args_free).
- * Returns 0, or -1 with rep set (501 for syntax, 555 5.5.4 for an
- * unknown or repeated parameter, 552 5.3.4 for a SIZE over the limit).
+ * "FROM:<addr> [params]" (the argument of MAIL; blanks may follow the
+ * colon).  addr gets the external form ("" for <>).  args' strings are
+ * malloc'ed (smtpd_mail_args_free).  Returns 0, or -1 with rep set and
+ * nothing left allocated in args: 501 5.5.4 for command or parameter
+ * syntax (a bad value: "Bad value for SIZE"), 501 5.1.7 for the address
+ * (rep->why says what is wrong), 555 5.5.4 for an unknown, not offered or
+ * repeated parameter and for BODY=BINARYMIME, 552 5.3.4 for a SIZE over
+ * the limit.  Bounds: SIZE 20 digits, ENVID 100 and AUTH 500 characters
+ * (ORCPT 500 for RCPT); xtext values are kept undecoded.
  */
 int smtpd_parse_mail(const char *arg, const struct smtpd_parse_opts *o, struct buf *addr, struct smtpd_mail_args *args,
     struct smtpd_reply *rep);
 void smtpd_mail_args_free(struct smtpd_mail_args *args);
 
-/* "TO:<addr> [params]" (the argument of RCPT); as smtpd_parse_mail. */
+/*
+ * "TO:<addr> [params]" (the argument of RCPT); as smtpd_parse_mail, with
+ * 501 5.1.3 for the address.  smtputf8: the transaction's MAIL had
+ * SMTPUTF8, so the address may be UTF-8.
+ */
 int smtpd_parse_rcpt(const char *arg, const struct smtpd_parse_opts *o, bool smtputf8, struct buf *addr,
     struct smtpd_rcpt_args *args, struct smtpd_reply *rep);
 void smtpd_rcpt_args_free(struct smtpd_rcpt_args *args);
 
-/* RFC 3461 xtext: true when s is valid xtext ("+" followed by two upper-case hex digits, or a printable char). */
+/*
+ * RFC 3461 xtext: true when s is valid xtext ("+" followed by two
+ * upper-case hex digits, or a char in "!".."~" other than "+" and "=").
+ * "" is valid xtext; the parameter parsers refuse empty values themselves.
+ */
 bool smtpd_xtext_valid(const char *s);
-/* Decode xtext for display: bytes outside printable ASCII appear as \xHH. Returns -1 for bad xtext. */
+/* Decode xtext into out (replacing it) for display: bytes outside printable ASCII appear as \xhh. -1 for bad xtext. */
 int smtpd_xtext_display(const char *s, struct buf *out);
 
 /*
- * "BDAT size [LAST]": returns 0 with *size and *last, or -1 with rep
- * (501 5.5.4).
+ * "BDAT size [LAST]" (size decimal, at most 2^40; LAST case-insensitive):
+ * returns 0 with *size and *last, or -1 with rep (501 5.5.4).
  */
 int smtpd_parse_bdat(const char *arg, long long *size, bool *last, struct smtpd_reply *rep);
 
-/* Base64 (RFC 4648) decode for AUTH; "=" alone means empty.  -1 on bad input or over max bytes. */
+/*
+ * Base64 (RFC 4648) decode for AUTH into out (replacing it); "=" alone and
+ * "" mean empty.  -1 on a character outside the alphabet (white space
+ * included), bad or non-canonical padding, or more than max decoded bytes.
+ * Use buf_freezero() on out when it may hold a password.
+ */
 int smtpd_base64_decode(const char *in, struct buf *out, size_t max);
 void smtpd_base64_encode(const unsigned char *in, size_t len, struct buf *out);
 

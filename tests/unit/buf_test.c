@@ -74,6 +74,8 @@ test_printf(void **state)
 	assert_int_equal(b.data[b.len], 0);
 	buf_strcpy(&b, "reset");
 	assert_string_equal(buf_str(&b), "reset");
+	buf_strcpy(&b, "");
+	assert_string_equal(buf_str(&b), "");
 	buf_free(&b);
 }
 

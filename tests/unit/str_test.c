@@ -99,6 +99,27 @@ test_tokens(void **state)
 }
 
 static void
+test_tokens_braced(void **state)
+{
+	char list[] = "check_sender_access inline:{a=b, { c = d e }}, permit_mynetworks,,{x y}";
+	const char *want[] = { "check_sender_access", "inline:{a=b, { c = d e }}", "permit_mynetworks", "{x y}" };
+	char unbalanced[] = "a{b, c";
+	char *p = list, *t;
+	size_t n = 0;
+
+	while ((t = str_token_braced(&p, STR_LIST_SEP)) != NULL) {
+		assert_true(n < 4);
+		assert_string_equal(t, want[n]);
+		n++;
+	}
+	assert_int_equal(n, 4);
+	/* An unclosed brace runs to the end: one token, no overrun. */
+	p = unbalanced;
+	assert_string_equal(str_token_braced(&p, STR_LIST_SEP), "a{b, c");
+	assert_null(str_token_braced(&p, STR_LIST_SEP));
+}
+
+static void
 test_trim(void **state)
 {
 	char a[] = " \t x y \r\n";
@@ -119,6 +140,7 @@ main(void)
 		cmocka_unit_test(test_numbers),
 		cmocka_unit_test(test_case),
 		cmocka_unit_test(test_tokens),
+		cmocka_unit_test(test_tokens_braced),
 		cmocka_unit_test(test_trim),
 	};
 

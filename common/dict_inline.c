@@ -119,59 +119,10 @@ inline_entry(struct dict_htab *t, const char *spec, const char *s, const char *e
 	return rc;
 }
 
-struct inline_priv {
-	struct dict_htab *tab;
-	size_t seq; /* next entry for dict_sequence() */
-};
-
-static enum dict_result
-inline_lookup(struct dict *d, const char *key, size_t klen, struct buf *value)
-{
-	struct inline_priv *p = d->priv;
-	const unsigned char *v;
-	size_t vlen;
-
-	if ((v = dict_htab_get(p->tab, key, klen, &vlen)) == NULL)
-		return DICT_NOTFOUND;
-	buf_set(value, v, vlen);
-	return DICT_FOUND;
-}
-
-static int
-inline_sequence(struct dict *d, bool first, struct buf *key, struct buf *value)
-{
-	struct inline_priv *p = d->priv;
-
-	if (first)
-		p->seq = 0;
-	if (!dict_htab_entry(p->tab, p->seq, key, value))
-		return 1;
-	p->seq++;
-	return 0;
-}
-
-static void
-inline_free(struct dict *d)
-{
-	struct inline_priv *p = d->priv;
-
-	if (p == NULL)
-		return;
-	dict_htab_free(p->tab);
-	free(p);
-	d->priv = NULL;
-}
-
-static const struct dict_ops inline_ops = {
-	.lookup = inline_lookup,
-	.sequence = inline_sequence,
-	.close = inline_free,
-};
-
 struct dict *
 dict_inline_open(const char *name, int flags, struct buf *err)
 {
-	struct inline_priv *p;
+	struct dict_memtab *p;
 	struct dict_htab *t;
 	const char *s, *e;
 	struct dict *d;
@@ -211,9 +162,10 @@ dict_inline_open(const char *name, int flags, struct buf *err)
 	}
 	free(inner);
 	free(spec);
-	d = dict_alloc("inline", name, flags, &inline_ops);
+	d = dict_alloc("inline", name, flags, &dict_memtab_ops);
 	p = xcalloc(1, sizeof(*p));
 	p->tab = t;
+	p->fd = -1;
 	d->priv = p;
 	return d;
 bad:

@@ -511,7 +511,7 @@ memtab_close(struct dict *d)
 	d->watch_fd = -1;
 }
 
-/* In-memory tables (texthash:, unix:) share these operations. */
+/* In-memory tables (texthash:, unix:, inline:) share these operations. */
 const struct dict_ops dict_memtab_ops = {
 	.lookup = memtab_lookup,
 	.sequence = memtab_sequence,

@@ -198,8 +198,7 @@ stream_strerror(int status)
 	}
 }
 
-/* stream_wait - wait for the transport, honouring timeout and deadline */
-static int
+int
 stream_wait(struct stream *s, short events)
 {
 	struct pollfd pfd;

@@ -119,6 +119,13 @@ int stream_send_fd(struct stream *s, int fd);
 /* Receive a descriptor sent by stream_send_fd; *fd is -1 on failure. */
 int stream_recv_fd(struct stream *s, int *fd);
 
+/*
+ * Wait until the descriptor is ready for events (POLLIN / POLLOUT), each
+ * wait bounded by the stream's timeout and all of them by its deadline.
+ * For transports (TLS) that do their own I/O on the descriptor.
+ */
+int stream_wait(struct stream *s, short events);
+
 /* Monotonic clock in milliseconds. */
 int64_t stream_now_ms(void);
 

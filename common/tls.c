@@ -204,43 +204,6 @@ tls_close(struct stream *s)
 
 static const struct stream_ops tls_ops = { tls_read, tls_write, tls_pending, tls_close };
 
-/*
- * tls_wait - wait for the socket as the stream would: each wait bounded by
- * the stream's timeout, all of them by its deadline.
- */
-static int
-tls_wait(struct stream *s, short events)
-{
-	struct pollfd pfd;
-	int64_t left;
-	int ms, r;
-
-	for (;;) {
-		ms = s->timeout_ms;
-		if (s->deadline) {
-			left = s->deadline - stream_now_ms();
-			if (left <= 0)
-				return STREAM_TIMEOUT;
-			if (ms < 0 || left < ms)
-				ms = (int)left;
-		}
-		pfd.fd = s->fd;
-		pfd.events = events;
-		pfd.revents = 0;
-		r = poll(&pfd, 1, ms);
-		if (r > 0)
-			return STREAM_OK;
-		if (r == 0) {
-			/* The deadline cut this wait short and has not passed yet: go on. */
-			if (s->deadline && ms != s->timeout_ms && stream_now_ms() < s->deadline)
-				continue;
-			return STREAM_TIMEOUT;
-		}
-		if (errno != EINTR)
-			return STREAM_ERROR;
-	}
-}
-
 int
 tls_server_start(struct stream *s, SSL_CTX *ctx, struct buf *err)
 {
@@ -272,7 +235,7 @@ tls_server_start(struct stream *s, SSL_CTX *ctx, struct buf *err)
 		e = SSL_get_error(ssl, r);
 		if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
 			want = e == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT;
-			if ((w = tls_wait(s, want)) == STREAM_OK)
+			if ((w = stream_wait(s, want)) == STREAM_OK)
 				continue;
 			buf_printf(err, "TLS handshake: %s", w == STREAM_TIMEOUT ? "timeout" : "poll failed");
 			s->status = w;

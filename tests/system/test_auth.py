@@ -17,7 +17,9 @@ import time
 
 import pytest
 
+import ipcwire
 from instance import pid_alive, wait_for
+from ipcwire import encode
 
 MASTER_CF = "auth unix - - n - - auth\nanvil unix - - n - 1 anvil\n"
 DELAY = 1.0  # auth_failure_delay in these tests
@@ -28,84 +30,16 @@ USER = "demo@example.test"
 # ---------------------------------------------------------------- the wire
 
 
-def encode(pairs):
-    """An attribute list: name NUL value NUL ... NUL."""
-    out = b""
-    for name, value in pairs:
-        if isinstance(value, str):
-            value = value.encode()
-        out += name.encode() + b"\0" + value + b"\0"
-    return out + b"\0"
-
-
-class Conn:
-    """One connection to a service socket, with bounded waits."""
-
-    def __init__(self, path, timeout=15.0):
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.settimeout(timeout)
-        self.sock.connect(str(path))
-        self.pending = b""
-        self.timeout = timeout
+class Conn(ipcwire.Conn):
+    """A connection whose lists have text values."""
 
     def read_list(self, timeout=None):
-        """The next list as [(name, value)], or None at end of file."""
-        deadline = time.monotonic() + (timeout or self.timeout)
-        while True:
-            parsed = self._parse()
-            if parsed is not None:
-                return parsed
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise socket.timeout("no complete list")
-            self.sock.settimeout(left)
-            try:
-                data = self.sock.recv(4096)
-            except ConnectionResetError:
-                data = b""
-            if not data:
-                if self.pending:
-                    raise EOFError(f"connection closed inside a list: {self.pending!r}")
-                return None
-            self.pending += data
-
-    def _parse(self):
-        buf, pos, attrs = self.pending, 0, []
-        while True:
-            if pos >= len(buf):
-                return None
-            if buf[pos] == 0:
-                self.pending = buf[pos + 1:]
-                return attrs
-            end = buf.find(b"\0", pos)
-            if end < 0:
-                return None
-            vend = buf.find(b"\0", end + 1)
-            if vend < 0:
-                return None
-            attrs.append((buf[pos:end].decode(), buf[end + 1:vend].decode(errors="replace")))
-            pos = vend + 1
-
-    def send(self, data):
-        self.sock.sendall(data)
+        attrs = super().read_list(timeout)
+        return None if attrs is None else [(k, v.decode(errors="replace")) for k, v in attrs]
 
     def ask(self, pairs, timeout=None):
         self.send(encode(pairs))
         return self.read_list(timeout)
-
-    def closed_by_peer(self, timeout=15.0):
-        """True when the peer closes without sending anything more."""
-        self.sock.settimeout(timeout)
-        try:
-            return self.sock.recv(4096) == b""
-        except ConnectionResetError:
-            return True
-
-    def close(self):
-        try:
-            self.sock.close()
-        except OSError:
-            pass
 
 
 def private(inst, name):

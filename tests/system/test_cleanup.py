@@ -17,7 +17,9 @@ import time
 
 import pytest
 
+import ipcwire
 from instance import wait_for
+from ipcwire import encode
 
 MASTER_CF = "cleanup unix - - n - 0 cleanup\n"
 
@@ -25,59 +27,22 @@ MASTER_CF = "cleanup unix - - n - 0 cleanup\n"
 # ---------------------------------------------------------------- protocol
 
 
-def encode_list(pairs):
-    """An attribute list: name NUL value NUL ... NUL (doc/ipc.md 2.1)."""
-    out = b""
-    for name, value in pairs:
-        if isinstance(value, str):
-            value = value.encode()
-        out += name.encode() + b"\0" + value + b"\0"
-    return out + b"\0"
-
-
-class Conn:
+class Conn(ipcwire.Conn):
     """One cleanup connection: greeting, envelope, frames, result."""
 
     def __init__(self, inst, timeout=10.0):
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.settimeout(timeout)
-        # sun_path is short: connect by a path relative to the queue (doc/ipc.md 1.1).
-        cwd = os.getcwd()
-        os.chdir(inst.dir / "queue")
-        try:
-            self.sock.connect("private/cleanup")
-        finally:
-            os.chdir(cwd)
-        self.pending = b""
+        super().__init__(inst.dir / "queue" / "private" / "cleanup", timeout)
 
-    def _more(self):
-        data = self.sock.recv(65536)
-        if not data:
+    def read_list(self, timeout=None):
+        attrs = super().read_list(timeout)
+        if attrs is None:
             raise EOFError("cleanup closed the connection")
-        self.pending += data
-
-    def read_list(self):
-        """[(name, value bytes)] up to the list's final NUL."""
-        pairs = []
-        while True:
-            while not self.pending:
-                self._more()
-            if self.pending[0] == 0:
-                self.pending = self.pending[1:]
-                return pairs
-            while self.pending.count(b"\0") < 2:
-                self._more()
-            name, value, self.pending = self.pending.split(b"\0", 2)
-            assert re.fullmatch(rb"[a-z0-9_]{1,64}", name), name
-            pairs.append((name.decode(), value))
+        return attrs
 
     def greeting(self):
         d = dict(self.read_list())
         assert d["protocol"] == b"cleanup", d
         assert int(d["version"]) >= 1, d
-
-    def send(self, data):
-        self.sock.sendall(data)
 
     def envelope(self, sender, rcpts, **attrs):
         """rcpts: addresses, or (address, orcpt, notify) tuples."""
@@ -91,7 +56,7 @@ class Conn:
                 pairs.append(("orcpt", r[1]))
             if r[2]:
                 pairs.append(("notify", str(r[2])))
-        self.send(encode_list(pairs))
+        self.send(encode(pairs))
 
     def content(self, data, frame=65536):
         for i in range(0, len(data), frame):
@@ -104,14 +69,7 @@ class Conn:
 
     def closed_without_reply(self, timeout=10.0):
         """True when cleanup hangs up without sending anything."""
-        self.sock.settimeout(timeout)
-        try:
-            return self.sock.recv(1) == b""
-        except ConnectionResetError:
-            return True
-
-    def close(self):
-        self.sock.close()
+        return self.closed_by_peer(timeout)
 
 
 def submit(inst, sender, rcpts, content, **attrs):

@@ -24,14 +24,14 @@ class Conn:
     def __init__(self, path, timeout=15.0):
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.sock.settimeout(timeout)
-        # sun_path is short: connect by a relative path from the socket's directory.
+        # sun_path holds 108 bytes and test paths can be longer: reach the
+        # directory through a descriptor (thread-safe, unlike chdir).
         path = str(path)
-        cwd = os.getcwd()
-        os.chdir(os.path.dirname(path) or ".")
+        dfd = os.open(os.path.dirname(path) or ".", os.O_PATH | os.O_DIRECTORY)
         try:
-            self.sock.connect(os.path.basename(path))
+            self.sock.connect(f"/proc/self/fd/{dfd}/{os.path.basename(path)}")
         finally:
-            os.chdir(cwd)
+            os.close(dfd)
         self.pending = b""
         self.timeout = timeout
 

@@ -37,6 +37,7 @@
 #include "proto.h"
 #include "qfile.h"
 #include "server.h"
+#include "trigger.h"
 #include "str.h"
 #include "xalloc.h"
 
@@ -408,23 +409,12 @@ out:
 static void
 cl_trigger(void)
 {
-	static const char trig = TRIGGER_SCAN_INCOMING;
-	struct sockaddr_un sun;
-	int fd;
+	struct buf err = BUF_INIT;
 
-	memset(&sun, 0, sizeof(sun));
-	sun.sun_family = AF_UNIX;
-	snprintf(sun.sun_path, sizeof(sun.sun_path), "%s/%s", SVC_PUBLIC_DIR, SVC_QMGR);
-	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0)) < 0) {
-		log_debug("trigger %s: socket: %m", sun.sun_path);
-		return;
-	}
 	/* Non-blocking: a busy or absent qmgr must not hold up the next message. */
-	if (connect(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0)
-		log_debug("trigger %s: %m (qmgr will find the mail at its next scan)", sun.sun_path);
-	else if (write(fd, &trig, 1) != 1)
-		log_debug("trigger %s: write: %m", sun.sun_path);
-	close(fd);
+	if (trigger_send(SVC_PUBLIC_DIR "/" SVC_QMGR, TRIGGER_SCAN_INCOMING, &err) < 0)
+		log_debug("trigger: %s (qmgr will find the mail at its next scan)", buf_str(&err));
+	buf_free(&err);
 }
 
 /* cl_reply - the result list; a failure to send it is only logged (the client retries) */

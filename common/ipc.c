@@ -31,6 +31,8 @@
 #include "str.h"
 #include "xalloc.h"
 
+static int ipc_fail(struct ipc_msg *m, int status);
+
 /* The greeting is small; a peer that sends more is not a Postern server. */
 #define IPC_HELLO_VALUE_MAX 256
 #define IPC_HELLO_LIST_MAX  4096
@@ -151,6 +153,84 @@ ipc_put_end(struct stream *s)
 	if ((r = stream_write(s, "", 1)) != STREAM_OK)
 		return r;
 	return stream_flush(s);
+}
+
+void
+ipc_buf_str(struct buf *out, const char *name, const char *value)
+{
+	if (!ipc_name_valid(name))
+		log_panic("ipc_buf_str: invalid attribute name \"%s\"", name ? name : "(null)");
+	if (value == NULL)
+		log_panic("ipc_buf_str: attribute %s has no value", name);
+	buf_append(out, name, strlen(name) + 1);
+	buf_append(out, value, strlen(value) + 1);
+}
+
+void
+ipc_buf_int(struct buf *out, const char *name, long long value)
+{
+	char num[32];
+
+	snprintf(num, sizeof(num), "%lld", value);
+	ipc_buf_str(out, name, num);
+}
+
+void
+ipc_buf_end(struct buf *out)
+{
+	buf_putc(out, 0);
+}
+
+int
+ipc_parse(const unsigned char *p, size_t len, struct ipc_msg *m, const struct ipc_limits *lim, size_t *used)
+{
+	const unsigned char *end = p + len, *q = p, *nul;
+	size_t nlen, vlen, i;
+	struct ipc_attr *a;
+
+	if (lim == NULL)
+		lim = &ipc_default_limits;
+	ipc_msg_reset(m);
+	for (;;) {
+		if ((size_t)(q - p) > lim->list_max)
+			return ipc_fail(m, IPC_ERR_TOOBIG);
+		if (q == end)
+			return ipc_fail(m, 0);
+		if (*q == 0) {
+			*used = (size_t)(q - p) + 1;
+			return 1;
+		}
+		if (m->n >= lim->attrs_max)
+			return ipc_fail(m, IPC_ERR_TOOBIG);
+		/* the name */
+		nul = memchr(q, 0, (size_t)(end - q) < IPC_NAME_MAX + 1 ? (size_t)(end - q) : IPC_NAME_MAX + 1);
+		if (nul == NULL)
+			return ipc_fail(m, (size_t)(end - q) > IPC_NAME_MAX ? IPC_ERR_SYNTAX : 0);
+		nlen = (size_t)(nul - q);
+		for (i = 0; i < nlen; i++)
+			if (!ipc_name_char(q[i]))
+				return ipc_fail(m, IPC_ERR_SYNTAX);
+		/* the value */
+		nul = memchr(q + nlen + 1, 0, (size_t)(end - (q + nlen + 1)));
+		if (nul == NULL) {
+			vlen = (size_t)(end - (q + nlen + 1));
+			return ipc_fail(m, vlen > lim->value_max ? IPC_ERR_TOOBIG : 0);
+		}
+		vlen = (size_t)(nul - (q + nlen + 1));
+		if (vlen > lim->value_max)
+			return ipc_fail(m, IPC_ERR_TOOBIG);
+		if (m->n == m->cap) {
+			m->cap = m->cap ? m->cap * 2 : 16;
+			m->attrs = xreallocarray(m->attrs, m->cap, sizeof(*m->attrs));
+		}
+		a = &m->attrs[m->n++];
+		a->name_off = m->store.len;
+		buf_append(&m->store, q, nlen + 1);
+		a->value_off = m->store.len;
+		a->value_len = vlen;
+		buf_append(&m->store, q + nlen + 1, vlen + 1);
+		q = nul + 1;
+	}
 }
 
 /* Receiving. */

@@ -68,6 +68,21 @@ int ipc_put_int(struct stream *s, const char *name, long long value);
 int ipc_put_end(struct stream *s);
 
 /*
+ * The same encoding into memory, for event-driven senders (qmgr, anvil)
+ * that write when the socket is ready.
+ */
+void ipc_buf_str(struct buf *out, const char *name, const char *value);
+void ipc_buf_int(struct buf *out, const char *name, long long value);
+void ipc_buf_end(struct buf *out);
+
+/*
+ * Parse one list from memory (event-driven receivers): 1 with the list in
+ * m and *used bytes consumed, 0 when p holds only part of a list (read
+ * more and call again with all of it), or an IPC_ERR_* code.
+ */
+int ipc_parse(const unsigned char *p, size_t len, struct ipc_msg *m, const struct ipc_limits *lim, size_t *used);
+
+/*
  * Receive one list into m (NULL limits: the defaults).  Returns STREAM_OK,
  * a negative stream status, or an IPC_ERR_* code; on error m is reset.
  * STREAM_EOF means the peer closed before the first byte of a list; EOF

@@ -27,6 +27,7 @@
 #include "master_proto.h"
 #include "proto.h"
 #include "stream.h"
+#include "trigger.h"
 #include "xalloc.h"
 
 #define MAX_ARGS 512
@@ -290,30 +291,22 @@ master_child_count(void)
 	return n;
 }
 
-/* wakeup - poke a trigger service: connect to its socket and send one byte */
+/* wakeup - poke a trigger service (one byte on its socket) */
 static void
 wakeup(void *arg)
 {
 	struct service *svc = arg;
-	struct sockaddr_un sun;
-	char req = TRIGGER_WAKEUP;
-	int fd;
+	struct buf err = BUF_INIT;
+	char path[256];
 
 	event_timer_set(wakeup, svc, (int64_t)svc->def->wakeup * 1000);
 	if (svc->disabled || (svc->def->wakeup_if_used && !svc->used))
 		return;
-	memset(&sun, 0, sizeof(sun));
-	sun.sun_family = AF_UNIX;
-	snprintf(
-	    sun.sun_path, sizeof(sun.sun_path), "%s/%s", svc->def->private_ ? "private" : "public", svc->def->name);
-	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0)) < 0)
-		return;
-	/* Never block the master: a full backlog means the service is busy anyway. */
-	if (connect(fd, (struct sockaddr *)&sun, sizeof(sun)) == 0)
-		(void)!send(fd, &req, 1, MSG_NOSIGNAL);
-	else if (errno != EAGAIN)
-		log_warn("wakeup %s: %m", sun.sun_path);
-	close(fd);
+	snprintf(path, sizeof(path), "%s/%s", svc->def->private_ ? "private" : "public", svc->def->name);
+	/* A full backlog (EAGAIN) means the service is busy anyway. */
+	if (trigger_send(path, TRIGGER_WAKEUP, &err) < 0 && strstr(buf_str(&err), "temporarily unavailable") == NULL)
+		log_warn("wakeup: %s", buf_str(&err));
+	buf_free(&err);
 }
 
 void

@@ -777,6 +777,63 @@ test_strerror(void **state)
 	assert_string_equal(ipc_strerror(STREAM_TIMEOUT), stream_strerror(STREAM_TIMEOUT));
 }
 
+/* ipc_parse: a list built with ipc_buf_*, fed whole and in every split */
+static void
+test_parse_memory(void **state)
+{
+	struct buf b = BUF_INIT;
+	struct ipc_msg m;
+	size_t used, cut;
+	int r;
+
+	(void)state;
+	ipc_msg_init(&m);
+	ipc_buf_str(&b, "queue_id", "1LG5ID3GHOC00IL0");
+	ipc_buf_int(&b, "offset", 1234);
+	ipc_buf_str(&b, "empty", "");
+	ipc_buf_end(&b);
+	buf_append(&b, "next", 4); /* the start of another list */
+	assert_int_equal(ipc_parse(b.data, b.len, &m, NULL, &used), 1);
+	assert_int_equal(used, b.len - 4);
+	assert_int_equal(ipc_msg_count(&m), 3);
+	assert_string_equal(ipc_msg_str(&m, "queue_id"), "1LG5ID3GHOC00IL0");
+	assert_string_equal(ipc_msg_str(&m, "empty"), "");
+	for (cut = 0; cut < b.len - 4; cut++) {
+		r = ipc_parse(b.data, cut, &m, NULL, &used);
+		if (r != 0)
+			fail_msg("prefix of %zu bytes: got %d, want 0 (incomplete)", cut, r);
+		assert_int_equal(ipc_msg_count(&m), 0);
+	}
+	/* Hostile input: bad name, value over the cap, too many attributes. */
+	{
+		static const unsigned char bad[] = "Name\0v\0\0";
+		struct ipc_limits lim = { 4, 1024, 2 };
+		struct buf big = BUF_INIT;
+
+		assert_int_equal(ipc_parse(bad, sizeof(bad) - 1, &m, NULL, &used), IPC_ERR_SYNTAX);
+		ipc_buf_str(&big, "a", "12345");
+		ipc_buf_end(&big);
+		assert_int_equal(ipc_parse(big.data, big.len, &m, &lim, &used), IPC_ERR_TOOBIG);
+		/* an unterminated over-long value is refused before it is complete */
+		assert_int_equal(ipc_parse(big.data, 7, &m, &lim, &used), IPC_ERR_TOOBIG);
+		buf_reset(&big);
+		ipc_buf_str(&big, "a", "1");
+		ipc_buf_str(&big, "b", "2");
+		ipc_buf_str(&big, "c", "3");
+		ipc_buf_end(&big);
+		assert_int_equal(ipc_parse(big.data, big.len, &m, &lim, &used), IPC_ERR_TOOBIG);
+		buf_free(&big);
+	}
+	{
+		unsigned char longname[IPC_NAME_MAX + 8];
+
+		memset(longname, 'a', sizeof(longname));
+		assert_int_equal(ipc_parse(longname, sizeof(longname), &m, NULL, &used), IPC_ERR_SYNTAX);
+	}
+	ipc_msg_free(&m);
+	buf_free(&b);
+}
+
 int
 main(void)
 {
@@ -792,6 +849,7 @@ main(void)
 		cmocka_unit_test(test_connect),
 		cmocka_unit_test(test_put_bad_names),
 		cmocka_unit_test(test_strerror),
+		cmocka_unit_test(test_parse_memory),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,0 +1,3 @@
+/* STUB: replaced by the module's owner. */
+#include "config.h"
+extern int postern_stub_qmgr_route;

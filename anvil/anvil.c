@@ -218,28 +218,6 @@ table_get(struct table *t, const char *key, int64_t now)
 
 /* ---------------------------------------------------------------- the wire */
 
-static void
-put_attr(struct buf *out, const char *name, const char *value)
-{
-	buf_append(out, name, strlen(name) + 1);
-	buf_append(out, value, strlen(value) + 1);
-}
-
-static void
-put_int(struct buf *out, const char *name, long long value)
-{
-	char num[32];
-
-	snprintf(num, sizeof(num), "%lld", value);
-	put_attr(out, name, num);
-}
-
-static bool
-name_char(int c)
-{
-	return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_';
-}
-
 /*
  * parse_request - one attribute list at the front of p[0..len): 1 when a
  * whole list is there (req filled in, *used its length), 0 when more
@@ -249,52 +227,24 @@ name_char(int c)
 static int
 parse_request(const unsigned char *p, size_t len, struct request *req, size_t *used, const char **why)
 {
-	const unsigned char *name, *value, *nul;
-	size_t pos = 0, nlen, vlen, avail, nattr = 0, i;
+	static const struct ipc_limits lim = { ANVIL_IDENT_MAX, ANVIL_IN_MAX, ANVIL_ATTRS_MAX };
+	struct ipc_msg m;
+	size_t i, vlen;
+	int r;
 
 	memset(req, 0, sizeof(*req));
-	for (;;) {
-		if (pos >= len)
-			return 0;
-		if (p[pos] == 0) {
-			*used = pos + 1;
-			return 1;
-		}
-		if (nattr++ >= ANVIL_ATTRS_MAX) {
-			*why = "too many attributes";
-			return -1;
-		}
-		name = p + pos;
-		avail = len - pos;
-		if ((nul = memchr(name, 0, avail < IPC_NAME_MAX + 1 ? avail : IPC_NAME_MAX + 1)) == NULL) {
-			if (avail > IPC_NAME_MAX) {
-				*why = "attribute name too long";
-				return -1;
-			}
-			return 0;
-		}
-		nlen = (size_t)(nul - name);
-		for (i = 0; i < nlen; i++)
-			if (!name_char(name[i])) {
-				*why = "invalid attribute name";
-				return -1;
-			}
-		pos += nlen + 1;
-		if (pos >= len)
-			return 0;
-		value = p + pos;
-		avail = len - pos;
-		if ((nul = memchr(value, 0, avail < ANVIL_IDENT_MAX + 1 ? avail : ANVIL_IDENT_MAX + 1)) == NULL) {
-			if (avail > ANVIL_IDENT_MAX) {
-				*why = "attribute value too long";
-				return -1;
-			}
-			return 0;
-		}
-		vlen = (size_t)(nul - value);
-		pos += vlen + 1;
+	ipc_msg_init(&m);
+	if ((r = ipc_parse(p, len, &m, &lim, used)) <= 0) {
+		if (r < 0)
+			*why = ipc_strerror(r);
+		ipc_msg_free(&m);
+		return r < 0 ? -1 : 0;
+	}
+	for (i = 0; i < ipc_msg_count(&m); i++) {
+		const char *name = ipc_msg_name(&m, i), *value = ipc_msg_value(&m, i, &vlen);
+
 		/* A repeated name: the first one counts (doc/ipc.md 2.1). */
-		if (nlen == strlen(ANVIL_ATTR_REQUEST) && memcmp(name, ANVIL_ATTR_REQUEST, nlen) == 0) {
+		if (strcmp(name, ANVIL_ATTR_REQUEST) == 0) {
 			if (!req->have_name) {
 				req->have_name = true;
 				if (vlen > ANVIL_REQUEST_MAX)
@@ -302,15 +252,17 @@ parse_request(const unsigned char *p, size_t len, struct request *req, size_t *u
 				else
 					memcpy(req->name, value, vlen + 1);
 			}
-		} else if (nlen == strlen(ANVIL_ATTR_IDENT) && memcmp(name, ANVIL_ATTR_IDENT, nlen) == 0) {
+		} else if (strcmp(name, ANVIL_ATTR_IDENT) == 0) {
 			if (!req->have_ident) {
 				req->have_ident = true;
 				memcpy(req->ident, value, vlen + 1);
 			}
 		} else if (req->unknown[0] == 0) {
-			memcpy(req->unknown, name, nlen + 1);
+			strlcpy(req->unknown, name, sizeof(req->unknown));
 		}
 	}
+	ipc_msg_free(&m);
+	return 1;
 }
 
 /* ---------------------------------------------------------------- requests */
@@ -329,9 +281,9 @@ held_find(struct client *c, struct counter *e)
 static void
 reply_refused(struct client *c, const char *reason, bool fatal)
 {
-	put_int(&c->out, ATTR_STATUS, ANVIL_STAT_REFUSED);
-	put_attr(&c->out, ATTR_REASON, reason);
-	buf_putc(&c->out, 0);
+	ipc_buf_int(&c->out, ATTR_STATUS, ANVIL_STAT_REFUSED);
+	ipc_buf_str(&c->out, ATTR_REASON, reason);
+	ipc_buf_end(&c->out);
 	if (fatal)
 		c->closing = true;
 }
@@ -364,10 +316,10 @@ do_connect(struct client *c, const char *ident, int64_t now)
 	h->n++;
 	e->conns++;
 	e->rate++;
-	put_int(&c->out, ATTR_STATUS, ANVIL_STAT_OK);
-	put_int(&c->out, ANVIL_ATTR_COUNT, e->conns);
-	put_int(&c->out, ANVIL_ATTR_RATE, e->rate);
-	buf_putc(&c->out, 0);
+	ipc_buf_int(&c->out, ATTR_STATUS, ANVIL_STAT_OK);
+	ipc_buf_int(&c->out, ANVIL_ATTR_COUNT, e->conns);
+	ipc_buf_int(&c->out, ANVIL_ATTR_RATE, e->rate);
+	ipc_buf_end(&c->out);
 }
 
 static void
@@ -383,9 +335,9 @@ do_disconnect(struct client *c, const char *ident)
 		if (h->n == 0)
 			*h = c->held[--c->nheld];
 	}
-	put_int(&c->out, ATTR_STATUS, ANVIL_STAT_OK);
-	put_int(&c->out, ANVIL_ATTR_COUNT, e ? e->conns : 0);
-	buf_putc(&c->out, 0);
+	ipc_buf_int(&c->out, ATTR_STATUS, ANVIL_STAT_OK);
+	ipc_buf_int(&c->out, ANVIL_ATTR_COUNT, e ? e->conns : 0);
+	ipc_buf_end(&c->out);
 }
 
 static void
@@ -411,10 +363,10 @@ do_auth(struct client *c, const char *request, const char *ident, int64_t now)
 	} else if (e != NULL) {
 		table_remove(&auth_table, e);
 	}
-	put_int(&c->out, ATTR_STATUS, ANVIL_STAT_OK);
+	ipc_buf_int(&c->out, ATTR_STATUS, ANVIL_STAT_OK);
 	if (strcmp(request, ANVIL_REQ_AUTH_RESET) != 0)
-		put_int(&c->out, ANVIL_ATTR_COUNT, count);
-	buf_putc(&c->out, 0);
+		ipc_buf_int(&c->out, ANVIL_ATTR_COUNT, count);
+	ipc_buf_end(&c->out);
 }
 
 /* handle_request - answer one well-framed request into c->out */
@@ -600,9 +552,9 @@ anvil_accept(int fd, struct server_ctx *ctx)
 	    getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0 && (cred.uid == geteuid() || cred.uid == 0);
 	buf_init(&c->in, 0);
 	buf_init(&c->out, 0);
-	put_attr(&c->out, ATTR_PROTOCOL, ANVIL_PROTOCOL);
-	put_int(&c->out, ATTR_VERSION, ANVIL_VERSION);
-	buf_putc(&c->out, 0);
+	ipc_buf_str(&c->out, ATTR_PROTOCOL, ANVIL_PROTOCOL);
+	ipc_buf_int(&c->out, ATTR_VERSION, ANVIL_VERSION);
+	ipc_buf_end(&c->out);
 	if (client_flush(c) < 0)
 		client_drop(c);
 }

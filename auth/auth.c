@@ -18,6 +18,11 @@
  * users cost the same crypt(3) work as known ones and count the same, so
  * neither the timing nor the lockout tells which users exist.  Passwords
  * are wiped from memory as soon as they have been checked.
+ *
+ * On request (want_token) a successful check also returns a login token
+ * (auth_client.h), an HMAC with the key in private/auth.key, which auth
+ * makes at start when it is missing.  pop3d's mailbox part believes the
+ * token rather than the login part that carries it (doc/ipc.md 8.6).
  */
 #include "config.h"
 
@@ -53,9 +58,12 @@ static const char *const auth_required[] = {
 	AUTH_ATTR_CLIENT_ADDR,
 	NULL,
 };
+static const char *const auth_optional[] = { AUTH_ATTR_WANT_TOKEN, NULL };
 
 static struct dict_list *passwd_maps;
 static char *fake_hash; /* checked against when the user is unknown */
+static unsigned char token_key[AUTH_TOKEN_KEY_LEN];
+static bool token_key_ok; /* the key file could be read: tokens can be made */
 
 /* One check: the request's values and what became of them. */
 struct check {
@@ -165,11 +173,13 @@ decide(struct check *c)
 }
 
 static void
-reply(struct stream *s, enum auth_result r, const char *user, const char *reason)
+reply(struct stream *s, enum auth_result r, const char *user, const char *token, const char *reason)
 {
 	if (ipc_put_str(s, AUTH_ATTR_RESULT, auth_result_name(r)) != STREAM_OK)
 		return;
 	if (r == AUTH_OK && ipc_put_str(s, AUTH_ATTR_USER, user) != STREAM_OK)
+		return;
+	if (r == AUTH_OK && token != NULL && ipc_put_str(s, AUTH_ATTR_TOKEN, token) != STREAM_OK)
 		return;
 	if (ipc_put_str(s, ATTR_REASON, reason) != STREAM_OK)
 		return;
@@ -180,7 +190,8 @@ reply(struct stream *s, enum auth_result r, const char *user, const char *reason
 static void
 serve(struct stream *s, struct ipc_msg *m)
 {
-	struct buf err = BUF_INIT;
+	struct buf err = BUF_INIT, token = BUF_INIT;
+	const char *want;
 	struct check c;
 	enum auth_result r;
 	int status;
@@ -197,11 +208,12 @@ serve(struct stream *s, struct ipc_msg *m)
 			log_warn("bad request: %s", ipc_strerror(status));
 		goto out;
 	}
-	if (ipc_msg_check(m, auth_required, NULL, IPC_STRICT, &err) < 0) {
+	if (ipc_msg_check(m, auth_required, auth_optional, IPC_STRICT, &err) < 0) {
 		log_warn("bad request: %s", buf_str(&err));
-		reply(s, AUTH_TEMPFAIL, NULL, "protocol error");
+		reply(s, AUTH_TEMPFAIL, NULL, NULL, "protocol error");
 		goto out;
 	}
+	want = ipc_msg_str(m, AUTH_ATTR_WANT_TOKEN);
 	c.service = ipc_msg_str(m, AUTH_ATTR_SERVICE);
 	c.user = ipc_msg_str(m, AUTH_ATTR_USER);
 	c.addr = ipc_msg_str(m, AUTH_ATTR_CLIENT_ADDR);
@@ -211,7 +223,13 @@ serve(struct stream *s, struct ipc_msg *m)
 	if (!value_ok(c.service, AUTH_SERVICE_MAX) || !value_ok(c.addr, AUTH_ADDR_MAX)) {
 		wipe_password(&c);
 		log_warn("bad request: invalid service name or client address");
-		reply(s, AUTH_TEMPFAIL, NULL, "protocol error");
+		reply(s, AUTH_TEMPFAIL, NULL, NULL, "protocol error");
+		goto out;
+	}
+	if (want != NULL && strcmp(want, "0") != 0 && strcmp(want, "1") != 0) {
+		wipe_password(&c);
+		log_warn("bad request: %s must be 0 or 1", AUTH_ATTR_WANT_TOKEN);
+		reply(s, AUTH_TEMPFAIL, NULL, NULL, "protocol error");
 		goto out;
 	}
 	/* Tables fold their keys: so do the name we answer with and the user's counter. */
@@ -229,8 +247,24 @@ serve(struct stream *s, struct ipc_msg *m)
 		 * address limit between guesses at other accounts.
 		 */
 		(void)anvil_auth_reset(c.user_counter);
+		if (want != NULL && strcmp(want, "1") == 0) {
+			buf_reset(&err);
+			if (!token_key_ok) {
+				log_warn("login of user=%s client=%s service=%s not completed: no token key (%s)",
+				    c.user_key, c.addr, c.service, AUTH_TOKEN_KEY_FILE);
+				reply(s, AUTH_TEMPFAIL, NULL, NULL, "no login token key");
+				break;
+			}
+			if (auth_token_make(token_key, c.service, c.user_key,
+			        (long long)time(NULL) + AUTH_TOKEN_LIFETIME, &token, &err) < 0) {
+				log_warn("login of user=%s client=%s service=%s not completed: %s", c.user_key, c.addr,
+				    c.service, buf_str(&err));
+				reply(s, AUTH_TEMPFAIL, NULL, NULL, "no login token");
+				break;
+			}
+		}
 		log_info("login ok user=%s client=%s service=%s", c.user_key, c.addr, c.service);
-		reply(s, r, c.user_key, "");
+		reply(s, r, c.user_key, token.len ? buf_str(&token) : NULL, "");
 		break;
 	case AUTH_FAIL:
 		/* Empty and over-long names are refused before the counters apply. */
@@ -241,23 +275,24 @@ serve(struct stream *s, struct ipc_msg *m)
 		log_warn("authentication failed for user=%.256s client=%s service=%s: %s", c.user, c.addr, c.service,
 		    buf_str(&c.reason));
 		auth_sleep(cfg_time(P_AUTH_FAILURE_DELAY));
-		reply(s, r, NULL, "authentication failed");
+		reply(s, r, NULL, NULL, "authentication failed");
 		break;
 	case AUTH_LOCKED:
 		log_warn("login refused, locked out: user=%s client=%s service=%s: %s", c.user_key, c.addr, c.service,
 		    buf_str(&c.reason));
-		reply(s, r, NULL, "too many failed logins; try again later");
+		reply(s, r, NULL, NULL, "too many failed logins; try again later");
 		break;
 	default:
 		log_warn("login not checked: user=%s client=%s service=%s: %s", c.user_key, c.addr, c.service,
 		    buf_str(&c.reason));
-		reply(s, r, NULL, "password check temporarily unavailable");
+		reply(s, r, NULL, NULL, "password check temporarily unavailable");
 		break;
 	}
 out:
 	if (c.password != NULL)
 		wipe_password(&c);
 	buf_free(&c.reason);
+	buf_freezero(&token);
 	buf_free(&err);
 }
 
@@ -299,6 +334,7 @@ auth_cleanup(void)
 	passwd_maps = NULL;
 	free(fake_hash);
 	fake_hash = NULL;
+	explicit_bzero(token_key, sizeof(token_key));
 }
 
 static void
@@ -334,6 +370,15 @@ auth_post_init(struct server_ctx *ctx)
 	fake_hash = buf_export(&hash);
 	explicit_bzero(raw, sizeof(raw));
 	explicit_bzero(secret, sizeof(secret));
+	/*
+	 * The token key, made here when missing: we are mail_owner now, so the
+	 * file is ours (0600) without a chown, and root can read it too.
+	 */
+	buf_reset(&err);
+	if (auth_key_load(AUTH_TOKEN_KEY_FILE, true, geteuid(), token_key, &err) == 0)
+		token_key_ok = true;
+	else
+		log_warn("login tokens unavailable (pop3d logins will fail): %s", buf_str(&err));
 	buf_free(&err);
 }
 

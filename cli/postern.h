@@ -20,6 +20,7 @@ int cmd_init(int argc, char **argv);
 int cmd_setup(int argc, char **argv);
 int cmd_cat(int argc, char **argv);   /* postern cat [-h|-b|-e] ID */
 int cmd_queue(int argc, char **argv); /* postern queue (list) */
+int cmd_flush(int argc, char **argv); /* postern flush: retry deferred mail now */
 
 /* A self-signed certificate and key for host (postern_cert.c). */
 int cli_make_cert(const char *host, const char *cert_path, const char *key_path, struct buf *err);

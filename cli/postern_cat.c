@@ -28,6 +28,7 @@
 #include "postern.h"
 #include "qfile.h"
 #include "qid.h"
+#include "qlog.h"
 #include "str.h"
 #include "xalloc.h"
 
@@ -476,9 +477,23 @@ json_str(const char *s)
 	putchar('"');
 }
 
-static void
-q_print_json(const struct q_entry *e, const struct qfile_env *env)
+/* q_reason - the latest deferral reason logged for the recipient at offset, or NULL */
+static const char *
+q_reason(const struct qlog_entry *log, size_t nlog, off_t offset)
 {
+	const char *why = NULL;
+	size_t i;
+
+	for (i = 0; i < nlog; i++)
+		if (log[i].offset == offset && log[i].status == QLOG_DEFERRED)
+			why = log[i].reason;
+	return why;
+}
+
+static void
+q_print_json(const struct q_entry *e, const struct qfile_env *env, const struct qlog_entry *log, size_t nlog)
+{
+	const char *why;
 	size_t i;
 
 	printf("{\"queue_name\": ");
@@ -492,14 +507,20 @@ q_print_json(const struct q_entry *e, const struct qfile_env *env)
 	for (i = 0; i < env->nrcpts; i++) {
 		printf("%s{\"address\": ", i ? ", " : "");
 		json_str(env->rcpts[i].addr);
-		printf(", \"done\": %s}", env->rcpts[i].done ? "true" : "false");
+		printf(", \"done\": %s", env->rcpts[i].done ? "true" : "false");
+		if (!env->rcpts[i].done && (why = q_reason(log, nlog, env->rcpts[i].offset)) != NULL) {
+			printf(", \"delay_reason\": ");
+			json_str(why);
+		}
+		putchar('}');
 	}
 	printf("]}\n");
 }
 
 static void
-q_print_text(const struct q_entry *e, const struct qfile_env *env)
+q_print_text(const struct q_entry *e, const struct qfile_env *env, const struct qlog_entry *log, size_t nlog)
 {
+	const char *why, *last = NULL;
 	char when[64];
 	time_t t = env->arrival.tv_sec;
 	size_t i;
@@ -512,6 +533,14 @@ q_print_text(const struct q_entry *e, const struct qfile_env *env)
 	for (i = 0; i < env->nrcpts; i++) {
 		if (env->rcpts[i].done)
 			continue;
+		/* As mailq: the reason above the recipients it applies to. */
+		if ((why = q_reason(log, nlog, env->rcpts[i].offset)) != NULL &&
+		    (last == NULL || strcmp(why, last) != 0)) {
+			printf("%42s(", "");
+			cat_print_value(why);
+			printf(")\n");
+		}
+		last = why;
 		printf("%48s", "");
 		cat_print_value(env->rcpts[i].addr);
 		putchar('\n');
@@ -523,10 +552,11 @@ int
 cmd_queue(int argc, char **argv)
 {
 	struct q_list l = { NULL, 0, 0 };
+	struct qlog_entry *log;
 	struct qfile_env env;
 	struct buf err = BUF_INIT;
 	unsigned long long total = 0;
-	size_t i, shown = 0;
+	size_t i, shown = 0, nlog;
 	char dir[64], path[128];
 	const char *const *q;
 	const char *h;
@@ -591,10 +621,17 @@ cmd_queue(int argc, char **argv)
 		}
 		if (!json && shown == 0)
 			printf("-Queue ID-        --Size-- ----Arrival Time---- -Sender/Recipient-------\n");
+		nlog = 0;
+		log = NULL;
+		if (qlog_read(QUEUE_DEFER, l.v[i].id, &log, &nlog, &err) < 0) {
+			buf_reset(&err);
+			nlog = 0;
+		}
 		if (json)
-			q_print_json(&l.v[i], &env);
+			q_print_json(&l.v[i], &env, log, nlog);
 		else
-			q_print_text(&l.v[i], &env);
+			q_print_text(&l.v[i], &env, log, nlog);
+		qlog_free(log, nlog);
 		total += env.content_size;
 		shown++;
 		qfile_env_free(&env);

@@ -12,6 +12,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <getopt.h>
 #include <fcntl.h>
 #include <grp.h>
 #include <limits.h>
@@ -103,27 +104,120 @@ setup_users(void)
 	return 0;
 }
 
+/* setgid_postdrop - postdrop gets the group setgid_group and the set-group-id bit */
+static int
+setgid_postdrop(const char *root)
+{
+	struct buf err = BUF_INIT;
+	char *path = xasprintf("%s%s/postdrop", root, cfg_str(P_COMMAND_DIRECTORY));
+	gid_t gid;
+	int rc = 0;
+
+	if (priv_group(cfg_str(P_SETGID_GROUP), &gid, &err) < 0) {
+		fprintf(stderr, "postern: %s\n", buf_str(&err));
+		rc = -1;
+	} else if (access(path, F_OK) < 0) {
+		fprintf(stderr, "postern: %s: %s (install Postern first)\n", path, strerror(errno));
+		rc = -1;
+	} else if (chown(path, 0, gid) < 0 || chmod(path, 02755) < 0) {
+		fprintf(stderr, "postern: %s: %s\n", path, strerror(errno));
+		rc = -1;
+	} else {
+		printf("postern: %s is set-group-id %s\n", path, cfg_str(P_SETGID_GROUP));
+	}
+	free(path);
+	buf_free(&err);
+	return rc;
+}
+
+/* replace_sendmail - sendmail, mailq and newaliases in root's /usr/sbin and /usr/bin point at ours */
+static int
+replace_sendmail(const char *root)
+{
+	static const char *const links[] = { "/usr/sbin/sendmail", "/usr/bin/mailq", "/usr/bin/newaliases" };
+	char *target = xasprintf("%s/sendmail", cfg_str(P_COMMAND_DIRECTORY)), *path, *old;
+	struct stat st;
+	size_t i;
+	int rc = 0;
+
+	for (i = 0; i < sizeof(links) / sizeof(links[0]); i++) {
+		path = xasprintf("%s%s", root, links[i]);
+		/* Keep what was there, once: "postern setup" may run many times. */
+		if (lstat(path, &st) == 0) {
+			char cur[4096];
+			ssize_t n = readlink(path, cur, sizeof(cur) - 1);
+
+			if (n > 0 && (size_t)n == strlen(target) && memcmp(cur, target, (size_t)n) == 0) {
+				free(path);
+				continue;
+			}
+			old = xasprintf("%s.postern-orig", path);
+			if (access(old, F_OK) != 0 && rename(path, old) < 0) {
+				fprintf(stderr, "postern: keep %s: %s\n", path, strerror(errno));
+				rc = -1;
+			} else if (access(path, F_OK) == 0 && unlink(path) < 0) {
+				fprintf(stderr, "postern: %s: %s\n", path, strerror(errno));
+				rc = -1;
+			}
+			free(old);
+		}
+		if (rc == 0 && symlink(target, path) < 0) {
+			fprintf(stderr, "postern: link %s: %s\n", path, strerror(errno));
+			rc = -1;
+		} else if (rc == 0) {
+			printf("postern: %s -> %s\n", path, target);
+		}
+		free(path);
+	}
+	free(target);
+	return rc;
+}
+
 int
 cmd_setup(int argc, char **argv)
 {
 	struct buf err = BUF_INIT;
 	struct qdir_ids ids;
-	int problems;
+	const char *root = "";
+	bool replace = false;
+	int ch, problems;
+	static const struct option longopts[] = {
+		{ "replace-sendmail", no_argument, NULL, 'S' },
+		{ "root", required_argument, NULL, 'R' },
+		{ NULL, 0, NULL, 0 },
+	};
 
-	(void)argc;
-	(void)argv;
+	while ((ch = getopt_long(argc, argv, "R:S", longopts, NULL)) != -1) {
+		switch (ch) {
+		case 'S':
+			replace = true;
+			break;
+		case 'R':
+			root = optarg;
+			break;
+		default:
+			fprintf(stderr, "usage: postern setup [--replace-sendmail] [--root DIR]\n");
+			return 2;
+		}
+	}
 	cli_load_config();
 	if (setup_users() < 0)
 		return 1;
-	if (qdir_ids_load(&ids, &err) < 0) {
-		fprintf(stderr, "postern: %s\n", buf_str(&err));
-		return 1;
+	if (*root == 0) {
+		if (qdir_ids_load(&ids, &err) < 0) {
+			fprintf(stderr, "postern: %s\n", buf_str(&err));
+			return 1;
+		}
+		if ((problems = qdir_setup(cfg_str(P_QUEUE_DIRECTORY), &ids, true, true, &err)) > 0) {
+			fprintf(stderr, "%s", buf_str(&err));
+			return 1;
+		}
+		printf("postern: users, groups and the queue in %s are ready\n", cfg_str(P_QUEUE_DIRECTORY));
 	}
-	if ((problems = qdir_setup(cfg_str(P_QUEUE_DIRECTORY), &ids, true, true, &err)) > 0) {
-		fprintf(stderr, "%s", buf_str(&err));
+	if (setgid_postdrop(root) < 0)
 		return 1;
-	}
-	printf("postern: users, groups and the queue in %s are ready\n", cfg_str(P_QUEUE_DIRECTORY));
+	if (replace && replace_sendmail(root) < 0)
+		return 1;
 	buf_free(&err);
 	return 0;
 }
@@ -209,34 +303,34 @@ daemon_dir_guess(void)
 	return xstrdup(DEF_DAEMON_DIR);
 }
 
-static const char master_cf_text[] =
-    "# master.cf of a Postern instance: see master.cf(5).\n"
-    "#\n"
-    "# service          type  private unpriv  chroot  wakeup  maxproc command + args\n"
-    "#                        (yes)   (yes)   (no)    (never) (100)\n"
-    "# ===========================================================================\n"
-    "127.0.0.1:%d   inet  n       -       y       -       -       smtpd\n"
-    "127.0.0.1:%d   inet  n       -       y       -       -       smtpd\n"
-    "  -o syslog_name=postern/submission\n"
-    "  -o smtpd_tls_security_level=encrypt -o smtpd_sasl_auth_enable=yes\n"
-    "  -o smtpd_relay_restrictions=permit_sasl_authenticated,reject\n"
-    "  -o smtpd_sender_restrictions=reject_sender_login_mismatch\n"
-    "127.0.0.1:%d   inet  n       -       y       -       -       smtpd\n"
-    "  -o syslog_name=postern/smtps\n"
-    "  -o smtpd_tls_wrappermode=yes -o smtpd_sasl_auth_enable=yes\n"
-    "  -o smtpd_relay_restrictions=permit_sasl_authenticated,reject\n"
-    "  -o smtpd_sender_restrictions=reject_sender_login_mismatch\n"
-    "cleanup          unix  -       -       n       -       0       cleanup\n"
-    "auth             unix  -       -       n       -       -       auth\n"
-    "anvil            unix  -       -       n       -       1       anvil\n"
-    "# The services below arrive with the issues that build them; uncomment\n"
-    "# each line as its daemon appears in daemon_directory.\n"
-    "#127.0.0.1:%d   inet  n       -       y       -       -       pop3d\n"
-    "#127.0.0.1:%d   inet  n       -       y       -       -       pop3d\n"
-    "#  -o pop3d_tls_wrappermode=yes\n"
-    "#qmgr             unix  n       -       n       300     1       qmgr\n"
-    "#local            unix  -       n       n       -       -       local\n"
-    "#smtp             unix  -       -       y       -       -       smtp\n";
+static const char master_cf_text[] = "# master.cf of a Postern instance: see master.cf(5).\n"
+                                     "#\n"
+                                     "# service          type  private unpriv  chroot  wakeup  maxproc command + args\n"
+                                     "#                        (yes)   (yes)   (no)    (never) (100)\n"
+                                     "# ===========================================================================\n"
+                                     "127.0.0.1:%d   inet  n       -       y       -       -       smtpd\n"
+                                     "127.0.0.1:%d   inet  n       -       y       -       -       smtpd\n"
+                                     "  -o syslog_name=postern/submission\n"
+                                     "  -o smtpd_tls_security_level=encrypt -o smtpd_sasl_auth_enable=yes\n"
+                                     "  -o smtpd_relay_restrictions=permit_sasl_authenticated,reject\n"
+                                     "  -o smtpd_sender_restrictions=reject_sender_login_mismatch\n"
+                                     "127.0.0.1:%d   inet  n       -       y       -       -       smtpd\n"
+                                     "  -o syslog_name=postern/smtps\n"
+                                     "  -o smtpd_tls_wrappermode=yes -o smtpd_sasl_auth_enable=yes\n"
+                                     "  -o smtpd_relay_restrictions=permit_sasl_authenticated,reject\n"
+                                     "  -o smtpd_sender_restrictions=reject_sender_login_mismatch\n"
+                                     "cleanup          unix  -       -       n       -       0       cleanup\n"
+                                     "auth             unix  -       -       n       -       -       auth\n"
+                                     "anvil            unix  -       -       n       -       1       anvil\n"
+                                     "qmgr             unix  n       -       n       300     1       qmgr\n"
+                                     "local            unix  -       n       n       -       -       local\n"
+                                     "pickup           unix  n       -       n       60      1       pickup\n"
+                                     "127.0.0.1:%d   inet  n       -       y       -       -       pop3d\n"
+                                     "127.0.0.1:%d   inet  n       -       y       -       -       pop3d\n"
+                                     "  -o syslog_name=postern/pop3s -o pop3d_tls_wrappermode=yes\n"
+                                     "pop3d-mailbox    unix  -       n       n       -       -       pop3d-mailbox\n"
+                                     "# The smtp client (relaying to other hosts) arrives with its own issue.\n"
+                                     "#smtp             unix  -       -       y       -       -       smtp\n";
 
 int
 cmd_init(int argc, char **argv)

@@ -16,6 +16,7 @@
 #define SVC_AUTH        "auth"
 #define SVC_PICKUP      "pickup"
 #define SVC_SHOWQ       "showq"
+#define SVC_POP3D_MAILBOX "pop3d-mailbox" /* pop3d's mailbox part (doc/ipc.md 8.6) */
 
 /* Common attribute names. */
 #define ATTR_PROTOCOL "protocol"

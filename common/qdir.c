@@ -32,7 +32,7 @@ struct qdir {
 
 /* Keep in step with doc/queue-format.md ("Queue directories"). */
 static const struct qdir qdirs[] = {
-	{ "maildrop", 0730, OWN_MAIL, GRP_SETGID, false },
+	{ "maildrop", 01730, OWN_MAIL, GRP_SETGID, false },
 	{ "incoming", 0700, OWN_MAIL, GRP_OWNER, false },
 	{ "active", 0700, OWN_MAIL, GRP_OWNER, false },
 	{ "deferred", 0700, OWN_MAIL, GRP_OWNER, true },

@@ -563,7 +563,7 @@ qfile_commit(struct qfile_writer *w, int flags, struct buf *err)
 		}
 	}
 	/* The mode says "complete" only after every byte, E included, is written. */
-	if (fchmod(w->fd, QF_MODE_COMPLETE) < 0)
+	if (fchmod(w->fd, (flags & QF_COMMIT_MAILDROP) ? QF_MODE_MAILDROP : QF_MODE_COMPLETE) < 0)
 		return qf_fail(w, err, "fchmod");
 	if (!(flags & QF_COMMIT_NOSYNC) && fsync(w->fd) < 0)
 		return qf_fail(w, err, "fsync");
@@ -844,6 +844,12 @@ qf_printable_type(char *out, int type)
 int
 qfile_read(int fd, struct qfile_env *env, const struct qfile_read_limits *lim, struct buf *err)
 {
+	return qfile_read_mode(fd, QF_MODE_COMPLETE, env, lim, err);
+}
+
+int
+qfile_read_mode(int fd, mode_t complete, struct qfile_env *env, const struct qfile_read_limits *lim, struct buf *err)
+{
 	struct qf_reader rd;
 	struct qf_version ver;
 	const unsigned char *p;
@@ -864,7 +870,7 @@ qfile_read(int fd, struct qfile_env *env, const struct qfile_read_limits *lim, s
 		qf_seterr(err, "not a regular file");
 		return -1;
 	}
-	if ((st.st_mode & 07777) != QF_MODE_COMPLETE) {
+	if ((st.st_mode & 07777) != complete) {
 		qf_seterr(err, "incomplete (mode %04o)", (unsigned)(st.st_mode & 07777));
 		return 1;
 	}

@@ -66,6 +66,12 @@ bool qfile_queue_valid(const char *queue);
 #define QF_RECORD_MAX      (1024 * 1024) /* any record other than C */
 #define QF_MODE_INCOMPLETE 0600
 #define QF_MODE_COMPLETE   0700
+/*
+ * maildrop/ files are written by postdrop as the submitting user and
+ * read by pickup as mail_owner, so a complete one is also readable by
+ * others (the maildrop directory itself admits nobody else).
+ */
+#define QF_MODE_MAILDROP 0744
 
 /* Recipient DSN NOTIFY bits (RFC 3461); 0 = not given (default behaviour). */
 #define QF_NOTIFY_NEVER   0x01
@@ -124,7 +130,8 @@ int qfile_begin_content(struct qfile_writer *w, struct buf *err);
 int qfile_put_content(struct qfile_writer *w, const void *data, size_t len, struct buf *err);
 int qfile_begin_extracted(struct qfile_writer *w, struct buf *err);
 /* Flags for qfile_commit. */
-#define QF_COMMIT_NOSYNC 0x01 /* the caller makes it durable (group commit) */
+#define QF_COMMIT_NOSYNC   0x01 /* the caller makes it durable (group commit) */
+#define QF_COMMIT_MAILDROP 0x02 /* mode QF_MODE_MAILDROP instead of QF_MODE_COMPLETE */
 /* Finish: E record, mode 0700, fsync (unless NOSYNC); closes the file. */
 int qfile_commit(struct qfile_writer *w, int flags, struct buf *err);
 /* Give up: close and unlink.  Safe to call after a failed step. */
@@ -163,6 +170,9 @@ struct qfile_read_limits {
  * Reads with pread() only; the descriptor's offset is not used.
  */
 int qfile_read(int fd, struct qfile_env *env, const struct qfile_read_limits *lim, struct buf *err);
+/* As qfile_read, for files whose complete mode is not QF_MODE_COMPLETE (maildrop/). */
+int qfile_read_mode(
+    int fd, mode_t complete, struct qfile_env *env, const struct qfile_read_limits *lim, struct buf *err);
 void qfile_env_free(struct qfile_env *env);
 const char *qfile_env_attr(const struct qfile_env *env, const char *name);
 

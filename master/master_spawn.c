@@ -312,8 +312,12 @@ wakeup(void *arg)
 void
 master_wakeup_start(struct service *svc)
 {
+	/*
+	 * The first wakeup comes a second after start or reload, not a whole
+	 * interval later: qmgr must look at mail left in the queue at once.
+	 */
 	if (svc->def->wakeup > 0 && svc->def->type != MCF_INET)
-		event_timer_set(wakeup, svc, (int64_t)svc->def->wakeup * 1000);
+		event_timer_set(wakeup, svc, svc->def->wakeup > 1 ? 1000 : (int64_t)svc->def->wakeup * 1000);
 }
 
 void

@@ -38,7 +38,7 @@
  * sockets get the network user's group.  All other private sockets are
  * for mail_owner (and root) only.
  */
-static const char *const network_reachable[] = { "cleanup", "auth", "anvil", NULL };
+static const char *const network_reachable[] = { "cleanup", "auth", "anvil", "pop3d-mailbox", NULL };
 
 static struct mcf_service *
 mcf_service_dup(const struct mcf_service *s)

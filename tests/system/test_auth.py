@@ -146,6 +146,53 @@ def test_right_password(running):
     assert pw not in log
 
 
+def test_login_token(running):
+    """want_token=1: an ok carries a token (doc/ipc.md 8.6.1) made with private/auth.key."""
+    import hashlib
+    import hmac
+
+    pw = demo_password(running)
+    c = auth_conn(running)
+    try:
+        reply = dict(c.ask([("service", "pop3d"), ("user", "DEMO@example.test"), ("password", pw),
+                            ("client_addr", "127.0.0.1"), ("want_token", "1")]))
+    finally:
+        c.close()
+    assert reply["result"] == "ok" and reply["user"] == USER
+    version, expires, hexuser, mac = reply["token"].split(":")
+    assert version == "1" and bytes.fromhex(hexuser).decode() == USER
+    assert 50 <= int(expires) - time.time() <= 61
+    keyfile = private(running, "auth.key")
+    st = os.stat(keyfile)
+    assert st.st_size == 32 and (st.st_mode & 0o777) == 0o600
+    owner = pwd.getpwnam(running.cmd("conf", "-h", "mail_owner").stdout.strip()).pw_uid if os.geteuid() == 0 \
+        else os.geteuid()
+    assert st.st_uid == owner
+    key = keyfile.read_bytes()
+    msg = b"postern-auth-token\0" + b"1\0" + b"pop3d\0" + USER.encode() + b"\0" + expires.encode()
+    assert hmac.compare_digest(hmac.new(key, msg, hashlib.sha256).hexdigest(), mac)
+    # Without want_token, or with 0: no token; a wrong password: no token either.
+    r, _ = auth(running, USER, pw, service="pop3d")
+    assert "token" not in r
+    c = auth_conn(running)
+    try:
+        reply = dict(c.ask([("service", "pop3d"), ("user", USER), ("password", "wrong"),
+                            ("client_addr", "127.0.0.1"), ("want_token", "1")]))
+        assert reply["result"] == "fail" and "token" not in reply
+    finally:
+        c.close()
+    c = auth_conn(running)
+    try:
+        reply = dict(c.ask([("service", "pop3d"), ("user", USER), ("password", pw),
+                            ("client_addr", "127.0.0.1"), ("want_token", "yes")]))
+        assert reply == {"result": "tempfail", "reason": "protocol error"}
+    finally:
+        c.close()
+    # Later auth processes use the one key: it is not made again.
+    assert keyfile.read_bytes() == key and os.stat(keyfile).st_ino == st.st_ino
+    assert pw not in running.log()
+
+
 def test_wrong_password_and_unknown_user_look_alike(running):
     r, t_wrong = auth(running, USER, "not-the-password")
     assert r["result"] == "fail"

@@ -378,7 +378,7 @@ def test_queue_tree_owners_and_modes(inst):
     st = (q / "incoming").stat()
     assert (st.st_uid, st.st_mode & 0o7777) == (owner.pw_uid, 0o700)
     st = (q / "maildrop").stat()
-    assert (st.st_uid, st.st_gid, st.st_mode & 0o7777) == (owner.pw_uid, drop.gr_gid, 0o730)
+    assert (st.st_uid, st.st_gid, st.st_mode & 0o7777) == (owner.pw_uid, drop.gr_gid, 0o1730)
     st = (q / "deferred" / "A").stat()
     assert (st.st_uid, st.st_mode & 0o7777) == (owner.pw_uid, 0o700)
     # A wrong mode is repaired at the next start.

@@ -111,15 +111,6 @@ int pop3_parse_numbers(const char *arg, int min, int max, unsigned long long *v,
  */
 int pop3_read_line(struct stream *s, struct buf *line);
 
-/* Strict base64 (RFC 4648, padding required); -1 on bad input or more than max bytes. */
-int pop3_base64_decode(const char *in, struct buf *out, size_t max);
-/*
- * An AUTH PLAIN response (RFC 4616): authzid NUL authcid NUL passwd.
- * The authzid must be empty or equal to authcid.  0 with user and pass,
- * or -1 with *why.
- */
-int pop3_sasl_plain(const struct buf *resp, struct buf *user, struct buf *pass, const char **why);
-
 /* ---------------------------------------------------------------- LF to CRLF, dot-stuffing */
 
 /*

@@ -27,10 +27,9 @@
 #include "auth_client.h"
 #include "log.h"
 #include "pop3d.h"
+#include "sasl.h"
 #include "str.h"
 #include "tls.h"
-
-#define AUTH_LINE_MAX 2048 /* base64 of the longest PLAIN response, with room */
 
 bool
 pop3d_login_plaintext_ok(const struct pop3d_login *ls)
@@ -166,36 +165,25 @@ out:
 static int
 auth_continue(struct pop3d_login *ls, struct buf *resp)
 {
-	struct buf line = BUF_INIT;
-	size_t n;
-	int r;
-
 	stream_puts(ls->s, "+ \r\n");
 	(void)stream_flush(ls->s);
-	r = stream_getline(ls->s, &line, AUTH_LINE_MAX);
-	if (r != STREAM_OK) {
-		if (r == STREAM_TOOLONG)
-			pop3_err(ls->s, "Authentication line too long");
-		ls->quit = true;
-		buf_freezero(&line);
-		return -1;
-	}
-	n = line.len;
-	while (n > 0 && (line.data[n - 1] == '\n' || line.data[n - 1] == '\r'))
-		n--;
-	buf_truncate(&line, n);
-	if (strcmp(buf_str(&line), "*") == 0) {
+	switch (sasl_read_response(ls->s, resp)) {
+	case SASL_READ_OK:
+		return 0;
+	case SASL_READ_CANCEL:
 		login_error(ls, "Authentication cancelled");
-		buf_freezero(&line);
 		return -1;
-	}
-	r = buf_has_nul(&line) ? -1 : pop3_base64_decode(buf_str(&line), resp, AUTH_LINE_MAX);
-	buf_freezero(&line);
-	if (r < 0) {
+	case SASL_READ_BAD:
 		login_error(ls, "Invalid base64 in the authentication response");
 		return -1;
+	case SASL_READ_TOOLONG:
+		pop3_err(ls->s, "Authentication line too long");
+		/* FALLTHROUGH */
+	case SASL_READ_LOST:
+	default:
+		ls->quit = true;
+		return -1;
 	}
-	return 0;
 }
 
 static void
@@ -222,14 +210,14 @@ cmd_auth(struct pop3d_login *ls, char *arg)
 		goto out;
 	if (*initial) {
 		/* "=" is an empty initial response (RFC 5034 4). */
-		if (strcmp(initial, "=") != 0 && pop3_base64_decode(initial, &resp, AUTH_LINE_MAX) < 0) {
+		if (sasl_b64_decode(initial, &resp, SASL_LINE_MAX) < 0) {
 			login_error(ls, "Invalid base64 in the authentication response");
 			goto out;
 		}
 	} else if (auth_continue(ls, &resp) < 0) {
 		goto out;
 	}
-	if (pop3_sasl_plain(&resp, &user, &pass, &why) < 0) {
+	if (sasl_plain(&resp, &user, &pass, &why) < 0) {
 		log_warn("[%s]: PLAIN authentication failed: %s", ls->addr, why);
 		login_error(ls, "[AUTH] Authentication failed");
 		goto out;

@@ -14,11 +14,10 @@
 
 #include "auth_client.h"
 #include "log.h"
+#include "sasl.h"
 #include "smtpd.h"
 #include "str.h"
 #include "xalloc.h"
-
-#define AUTH_LINE_MAX 2048 /* base64 of the largest PLAIN response, with room */
 
 bool
 smtpd_auth_offered(const struct smtpd_session *ss)
@@ -30,43 +29,32 @@ smtpd_auth_offered(const struct smtpd_session *ss)
 static int
 challenge(struct smtpd_session *ss, const char *text, struct buf *out)
 {
-	struct buf line = BUF_INIT;
-	size_t n;
-	int r;
-
 	smtpd_reply(ss, 334, NULL, "%s", text);
 	smtpd_flush(ss);
-	r = stream_getline(ss->s, &line, AUTH_LINE_MAX);
-	if (r != STREAM_OK) {
-		if (r == STREAM_TOOLONG)
-			smtpd_error(ss, 500, "5.5.6", "Authentication exchange line is too long");
-		ss->quit = true;
-		buf_freezero(&line);
-		return -1;
-	}
-	n = line.len;
-	while (n > 0 && (line.data[n - 1] == '\n' || line.data[n - 1] == '\r'))
-		n--;
-	buf_truncate(&line, n);
-	if (strcmp(buf_str(&line), "*") == 0) {
+	switch (sasl_read_response(ss->s, out)) {
+	case SASL_READ_OK:
+		return 0;
+	case SASL_READ_CANCEL:
 		smtpd_error(ss, 501, "5.7.0", "Authentication aborted");
-		buf_freezero(&line);
 		return -1;
-	}
-	r = smtpd_base64_decode(buf_str(&line), out, AUTH_LINE_MAX);
-	buf_freezero(&line);
-	if (r < 0) {
+	case SASL_READ_BAD:
 		smtpd_error(ss, 501, "5.5.2", "Cannot decode response");
 		return -1;
+	case SASL_READ_TOOLONG:
+		smtpd_error(ss, 500, "5.5.6", "Authentication exchange line is too long");
+		/* FALLTHROUGH */
+	case SASL_READ_LOST:
+	default:
+		ss->quit = true;
+		return -1;
 	}
-	return 0;
 }
 
 /* decode_initial - an initial response given with the command ("=" is empty) */
 static int
 decode_initial(struct smtpd_session *ss, char *initial, struct buf *out)
 {
-	int r = smtpd_base64_decode(initial, out, AUTH_LINE_MAX);
+	int r = sasl_b64_decode(initial, out, SASL_LINE_MAX);
 
 	explicit_bzero(initial, strlen(initial));
 	if (r < 0) {
@@ -76,22 +64,15 @@ decode_initial(struct smtpd_session *ss, char *initial, struct buf *out)
 	return 0;
 }
 
-/* plain - split "authzid NUL authcid NUL password" (RFC 4616) */
+/* plain - a PLAIN response: refused with a reply unless well formed */
 static int
 plain(struct smtpd_session *ss, const struct buf *resp, struct buf *user, struct buf *pass)
 {
-	const unsigned char *p = resp->data, *end = resp->data + resp->len, *z1, *z2;
+	const char *why;
 
-	if (resp->len == 0 || (z1 = memchr(p, 0, resp->len)) == NULL ||
-	    (z2 = memchr(z1 + 1, 0, (size_t)(end - z1 - 1))) == NULL || memchr(z2 + 1, 0, (size_t)(end - z2 - 1))) {
-		smtpd_error(ss, 501, "5.5.2", "Invalid PLAIN response");
-		return -1;
-	}
-	buf_set(user, z1 + 1, (size_t)(z2 - z1 - 1));
-	buf_set(pass, z2 + 1, (size_t)(end - z2 - 1));
-	/* Acting for somebody else (an authorization identity) is not supported. */
-	if (z1 != p && ((size_t)(z1 - p) != user->len || memcmp(p, user->data, user->len) != 0)) {
-		smtpd_error(ss, 535, "5.7.8", "Error: authentication failed: authorization identity not allowed");
+	if (sasl_plain(resp, user, pass, &why) < 0) {
+		log_warn("%s[%s]: SASL PLAIN authentication failed: %s", buf_str(&ss->name), ss->addr, why);
+		smtpd_error(ss, 535, "5.7.8", "Error: authentication failed");
 		return -1;
 	}
 	return 0;

@@ -15,7 +15,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <openssl/evp.h>
 
 #include "addr.h"
 #include "qfile.h"
@@ -30,7 +29,6 @@
 #define ORCPT_MAX       500 /* RFC 3461 4.2 */
 #define AUTH_MAX        500 /* RFC 4954 sets none; the line limit would */
 #define BDAT_SIZE_MAX   (1LL << 40)
-#define B64_CHUNK       65536 /* input bytes per EVP call: a multiple of 4 (decode) and of 3 (encode) */
 
 static const struct {
 	const char *name;
@@ -563,79 +561,4 @@ smtpd_parse_bdat(const char *arg, long long *size, bool *last, struct smtpd_repl
 	}
 	*size = v;
 	return 0;
-}
-
-static bool
-is_b64(int c)
-{
-	return is_alnum(c) || c == '+' || c == '/';
-}
-
-static int
-b64val(int c)
-{
-	if (c >= 'A' && c <= 'Z')
-		return c - 'A';
-	if (c >= 'a' && c <= 'z')
-		return c - 'a' + 26;
-	if (c >= '0' && c <= '9')
-		return c - '0' + 52;
-	return c == '+' ? 62 : 63;
-}
-
-int
-smtpd_base64_decode(const char *in, struct buf *out, size_t max)
-{
-	size_t len = strlen(in), pad = 0, i, want, off, n;
-	int got;
-
-	buf_reset(out);
-	buf_reserve(out, 0);
-	if (strcmp(in, "=") == 0)
-		return 0; /* RFC 4954 4: an empty initial response */
-	if (len % 4 != 0)
-		return -1;
-	if (len > 0 && in[len - 1] == '=')
-		pad = in[len - 2] == '=' ? 2 : 1;
-	for (i = 0; i < len - pad; i++)
-		if (!is_b64((unsigned char)in[i]))
-			return -1;
-	if (len == 0)
-		return 0;
-	/* The bits the padding leaves unused must be zero: one encoding per input. */
-	if ((pad == 2 && (b64val(in[len - 3]) & 0x0f)) || (pad == 1 && (b64val(in[len - 2]) & 0x03)))
-		return -1;
-	want = len / 4 * 3 - pad;
-	if (want > max)
-		return -1;
-	buf_reserve(out, len / 4 * 3);
-	/* EVP_DecodeBlock() counts the padding as zero bytes; want excludes them. */
-	for (off = 0; off < len; off += n) {
-		n = len - off > B64_CHUNK ? B64_CHUNK : len - off;
-		got = EVP_DecodeBlock(out->data + out->len, (const unsigned char *)in + off, (int)n);
-		if (got < 0 || (size_t)got != n / 4 * 3) {
-			buf_freezero(out);
-			return -1;
-		}
-		out->len += (size_t)got;
-	}
-	buf_truncate(out, want);
-	return 0;
-}
-
-void
-smtpd_base64_encode(const unsigned char *in, size_t len, struct buf *out)
-{
-	size_t n;
-	int got;
-
-	buf_reset(out);
-	buf_reserve(out, 0);
-	for (; len > 0; in += n, len -= n) {
-		n = len > B64_CHUNK / 4 * 3 ? B64_CHUNK / 4 * 3 : len;
-		buf_reserve(out, (n + 2) / 3 * 4);
-		got = EVP_EncodeBlock(out->data + out->len, in, (int)n);
-		out->len += (size_t)got;
-	}
-	out->data[out->len] = 0;
 }

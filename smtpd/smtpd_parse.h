@@ -3,7 +3,7 @@
  * command line into its verb and argument, parse MAIL FROM and RCPT TO
  * with their ESMTP parameters (RFC 1870 SIZE, RFC 6152 BODY, RFC 3461
  * DSN, RFC 6531 SMTPUTF8, RFC 4954 AUTH), check xtext (RFC 3461 4),
- * and decode AUTH's base64.  No I/O and no policy: the session decides
+ * (AUTH's base64 and PLAIN are in common/sasl.h).  No I/O and no policy: the session decides
  * what to do with the result.  Every error comes back as a complete
  * reply (code, enhanced status code, text).
  */
@@ -128,14 +128,5 @@ int smtpd_xtext_display(const char *s, struct buf *out);
  * returns 0 with *size and *last, or -1 with rep (501 5.5.4).
  */
 int smtpd_parse_bdat(const char *arg, long long *size, bool *last, struct smtpd_reply *rep);
-
-/*
- * Base64 (RFC 4648) decode for AUTH into out (replacing it); "=" alone and
- * "" mean empty.  -1 on a character outside the alphabet (white space
- * included), bad or non-canonical padding, or more than max decoded bytes.
- * Use buf_freezero() on out when it may hold a password.
- */
-int smtpd_base64_decode(const char *in, struct buf *out, size_t max);
-void smtpd_base64_encode(const unsigned char *in, size_t len, struct buf *out);
 
 #endif

@@ -31,6 +31,7 @@
 
 #include "auth_client.h"
 #include "buf.h"
+#include "sasl.h"
 #include "cfg.h"
 #include "ipc.h"
 #include "log.h"
@@ -165,15 +166,15 @@ test_base64(void **state)
 
 	(void)state;
 	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-		assert_int_equal(pop3_base64_decode(cases[i].in, &out, 100), cases[i].rc);
+		assert_int_equal(sasl_b64_decode(cases[i].in, &out, 100), cases[i].rc);
 		if (cases[i].rc == 0) {
 			assert_int_equal(out.len, cases[i].outlen);
 			assert_memory_equal(out.data, cases[i].out, out.len);
 		}
 	}
 	/* The cap counts decoded bytes. */
-	assert_int_equal(pop3_base64_decode("QUJD", &out, 3), 0);
-	assert_int_equal(pop3_base64_decode("QUJDQUJD", &out, 5), -1);
+	assert_int_equal(sasl_b64_decode("QUJD", &out, 3), 0);
+	assert_int_equal(sasl_b64_decode("QUJDQUJD", &out, 5), -1);
 	buf_free(&out);
 }
 
@@ -204,7 +205,7 @@ test_sasl_plain(void **state)
 	(void)state;
 	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		buf_set(&resp, cases[i].resp, cases[i].len);
-		assert_int_equal(pop3_sasl_plain(&resp, &user, &pass, &why), cases[i].rc);
+		assert_int_equal(sasl_plain(&resp, &user, &pass, &why), cases[i].rc);
 		if (cases[i].rc == 0) {
 			assert_string_equal(buf_str(&user), cases[i].user);
 			assert_string_equal(buf_str(&pass), cases[i].pass);

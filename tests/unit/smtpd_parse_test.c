@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "buf.h"
+#include "sasl.h"
 #include "qfile.h"
 #include "smtpd_parse.h"
 
@@ -741,7 +742,7 @@ test_base64(void **state)
 		int r;
 
 		buf_strcpy(&out, "stale");
-		r = smtpd_base64_decode(b64_cases[i].in, &out, b64_cases[i].max);
+		r = sasl_b64_decode(b64_cases[i].in, &out, b64_cases[i].max);
 		if (r != b64_cases[i].ok)
 			fail_msg("case %zu \"%s\": result %d", i, b64_cases[i].in, r);
 		if (r == 0) {
@@ -749,7 +750,7 @@ test_base64(void **state)
 			assert_memory_equal(out.data, b64_cases[i].out, out.len);
 			assert_int_equal(out.data[out.len], 0);
 			/* and back, except the two spellings of empty */
-			smtpd_base64_encode(out.data, out.len, &enc);
+			sasl_b64_encode(out.data, out.len, &enc);
 			if (strcmp(b64_cases[i].in, "=") != 0)
 				assert_string_equal(buf_str(&enc), b64_cases[i].in);
 		} else {
@@ -757,7 +758,7 @@ test_base64(void **state)
 		}
 	}
 	buf_strcpy(&enc, "stale");
-	smtpd_base64_encode((const unsigned char *)"", 0, &enc);
+	sasl_b64_encode((const unsigned char *)"", 0, &enc);
 	assert_string_equal(buf_str(&enc), "");
 	buf_free(&out);
 	buf_free(&enc);
@@ -776,16 +777,16 @@ test_base64_big(void **state)
 	assert_non_null(data);
 	for (i = 0; i < n; i++)
 		data[i] = (unsigned char)(i * 7 + i / 251);
-	smtpd_base64_encode(data, n, &enc);
+	sasl_b64_encode(data, n, &enc);
 	assert_int_equal(enc.len, (n + 2) / 3 * 4);
 	assert_int_equal(strlen(buf_str(&enc)), enc.len);
-	assert_int_equal(smtpd_base64_decode(buf_str(&enc), &dec, n), 0);
+	assert_int_equal(sasl_b64_decode(buf_str(&enc), &dec, n), 0);
 	assert_int_equal(dec.len, n);
 	assert_memory_equal(dec.data, data, n);
-	assert_int_equal(smtpd_base64_decode(buf_str(&enc), &dec, n - 1), -1);
+	assert_int_equal(sasl_b64_decode(buf_str(&enc), &dec, n - 1), -1);
 	/* one bad character deep inside the second chunk */
 	enc.data[100000] = '-';
-	assert_int_equal(smtpd_base64_decode(buf_str(&enc), &dec, n), -1);
+	assert_int_equal(sasl_b64_decode(buf_str(&enc), &dec, n), -1);
 	buf_free(&enc);
 	buf_free(&dec);
 	free(data);
@@ -881,7 +882,7 @@ test_every_byte(void **state)
 					assert_true(size >= 0 && size <= 1099511627776LL);
 				else
 					check_reply(&rep);
-				if (smtpd_base64_decode(s, &out, 100) == 0)
+				if (sasl_b64_decode(s, &out, 100) == 0)
 					assert_true(out.len <= 6);
 				if (smtpd_xtext_valid(s))
 					assert_int_equal(smtpd_xtext_display(s, &out), 0);

@@ -154,6 +154,8 @@ void local_msg_prepend(const struct local_msg *m, const char *rcpt, struct buf *
  */
 int local_msg_content(
     const struct local_msg *m, int (*fn)(void *arg, const unsigned char *p, size_t n), void *arg, struct buf *err);
+/* Collect the message's Delivered-To lines into m (bounded); -1 with err when unreadable. */
+int local_msg_scan_header(struct local_msg *m, struct buf *err);
 
 /* Destinations already delivered in this request (duplicate_filter_limit). */
 struct local_dup *local_dup_new(size_t limit);

@@ -329,8 +329,7 @@ static const char master_cf_text[] = "# master.cf of a Postern instance: see mas
                                      "127.0.0.1:%d   inet  n       -       y       -       -       pop3d\n"
                                      "  -o syslog_name=postern/pop3s -o pop3d_tls_wrappermode=yes\n"
                                      "pop3d-mailbox    unix  -       n       n       -       -       pop3d-mailbox\n"
-                                     "# The smtp client (relaying to other hosts) arrives with its own issue.\n"
-                                     "#smtp             unix  -       -       y       -       -       smtp\n";
+                                     "smtp             unix  -       -       y       -       -       smtp\n";
 
 int
 cmd_init(int argc, char **argv)

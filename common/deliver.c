@@ -113,8 +113,9 @@ deliver_request_free(struct deliver_request *req)
 	req->fd = -1;
 }
 
-int
-deliver_request_read(struct stream *s, struct deliver_request *req, struct buf *err)
+/* request_get - one request list and its descriptor; 1 at a clean end of file before the list */
+static int
+request_get(struct stream *s, struct deliver_request *req, struct buf *err)
 {
 	static const struct ipc_limits lim = { 4096, 64 * 1024 * 1024, 4 * DELIVER_RCPT_MAX + 16 };
 	struct ipc_msg m;
@@ -127,11 +128,11 @@ deliver_request_read(struct stream *s, struct deliver_request *req, struct buf *
 	memset(req, 0, sizeof(*req));
 	req->fd = -1;
 	ipc_msg_init(&m);
-	if ((rc = ipc_send_hello(s, DELIVER_PROTOCOL, DELIVER_VERSION)) != STREAM_OK) {
-		buf_printf(err, "send greeting: %s", ipc_strerror(rc));
-		goto fail;
-	}
 	if ((rc = ipc_get(s, &m, &lim)) != STREAM_OK) {
+		if (rc == STREAM_EOF) {
+			ipc_msg_free(&m);
+			return 1;
+		}
 		buf_printf(err, "read request: %s", ipc_strerror(rc));
 		goto fail;
 	}
@@ -198,6 +199,30 @@ fail:
 }
 
 int
+deliver_request_read(struct stream *s, struct deliver_request *req, struct buf *err)
+{
+	int rc;
+
+	memset(req, 0, sizeof(*req));
+	req->fd = -1;
+	if ((rc = ipc_send_hello(s, DELIVER_PROTOCOL, DELIVER_VERSION)) != STREAM_OK) {
+		buf_printf(err, "send greeting: %s", ipc_strerror(rc));
+		return -1;
+	}
+	if ((rc = request_get(s, req, err)) == 1) {
+		buf_printf(err, "read request: %s", ipc_strerror(STREAM_EOF));
+		return -1;
+	}
+	return rc;
+}
+
+int
+deliver_request_next(struct stream *s, struct deliver_request *req, struct buf *err)
+{
+	return request_get(s, req, err);
+}
+
+int
 deliver_status_send(
     struct stream *s, off_t offset, enum deliver_status st, const char *dsn, const char *relay, const char *reason)
 {
@@ -221,6 +246,29 @@ deliver_status_send(
 int
 deliver_done_send(struct stream *s)
 {
+	return deliver_done_send_flags(s, 0);
+}
+
+int
+deliver_done_send_flags(struct stream *s, int flags)
+{
 	ipc_put_str(s, "done", "1");
+	if (flags & DELIVER_DONE_REUSE)
+		ipc_put_str(s, "reuse", "1");
+	if (flags & DELIVER_DONE_UNREACHABLE)
+		ipc_put_str(s, "unreachable", "1");
 	return ipc_put_end(s);
+}
+
+int
+deliver_done_flags(const struct ipc_msg *m)
+{
+	const char *v;
+	int flags = 0;
+
+	if ((v = ipc_msg_str(m, "reuse")) != NULL && strcmp(v, "1") == 0)
+		flags |= DELIVER_DONE_REUSE;
+	if ((v = ipc_msg_str(m, "unreachable")) != NULL && strcmp(v, "1") == 0)
+		flags |= DELIVER_DONE_UNREACHABLE;
+	return flags;
 }

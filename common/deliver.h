@@ -7,7 +7,9 @@
  *   qmgr -> agent   the queue file, opened read-only, passed with SCM_RIGHTS
  *   agent -> qmgr   one status list per recipient, in any order:
  *                   offset, status (sent | deferred | bounced), dsn, reason, relay
- *   agent -> qmgr   the end: done=1
+ *   agent -> qmgr   the end: done=1 [reuse=1] [unreachable=1]
+ *   qmgr -> agent   after reuse=1 only: the next request on the same
+ *                   connection (no new greeting), or the end of file
  *
  * Recipients are named by the offset of their record in the queue file;
  * qmgr alone marks them done.  The agent reads the envelope attributes
@@ -78,6 +80,20 @@ void deliver_request_free(struct deliver_request *req);
 int deliver_status_send(
     struct stream *s, off_t offset, enum deliver_status st, const char *dsn, const char *relay, const char *reason);
 int deliver_done_send(struct stream *s);
+
+/* Flags of the end list. */
+#define DELIVER_DONE_REUSE       0x01 /* the agent takes another request for the same transport:nexthop here */
+#define DELIVER_DONE_UNREACHABLE 0x02 /* no host of the next hop could be reached (a site failure) */
+/* agent side: the end, with DELIVER_DONE_* flags. */
+int deliver_done_send_flags(struct stream *s, int flags);
+/* qmgr side: the DELIVER_DONE_* flags of an end list. */
+int deliver_done_flags(const struct ipc_msg *m);
+/*
+ * agent side, after an end with DELIVER_DONE_REUSE: the next request on
+ * the same connection.  0 with a request, 1 when qmgr closed the
+ * connection instead (a clean end), -1 with err.
+ */
+int deliver_request_next(struct stream *s, struct deliver_request *req, struct buf *err);
 
 const char *deliver_status_name(enum deliver_status st);
 

@@ -19,11 +19,19 @@
  * close_notify is read as end of file: SMTP and POP3 frame their own
  * data, so a truncation cannot go unnoticed.
  *
+ * The smtp client uses the client half: a context with the CA file, and
+ * tls_client_start() after the server said 220 to STARTTLS.  There the
+ * server is the hostile peer: its plaintext after the 220 is dropped,
+ * and "verify" makes OpenSSL fail the handshake on a chain or name that
+ * does not check out.  Other levels still compute the result, so the log
+ * can say whether a connection was trusted.
+ *
  * OpenSSL writes to the socket with write(2): callers must ignore
  * SIGPIPE (the server skeleton does).
  */
 #include "config.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <limits.h>
 #include <poll.h>
@@ -31,6 +39,7 @@
 
 #include <openssl/err.h>
 #include <openssl/ssl.h>
+#include <openssl/x509v3.h>
 
 #include "log.h"
 #include "tls.h"
@@ -204,12 +213,58 @@ tls_close(struct stream *s)
 
 static const struct stream_ops tls_ops = { tls_read, tls_write, tls_pending, tls_close };
 
+/*
+ * handshake - SSL_accept or SSL_connect under the stream's timeout and
+ * deadline; on success the TLS transport is slotted under the stream.
+ * On failure ssl is freed, s->status says what happened, err says why.
+ */
+static int
+handshake(struct stream *s, SSL *ssl, bool client, struct buf *err)
+{
+	int r, w, e;
+	long vr;
+	short want;
+
+	for (;;) {
+		ERR_clear_error();
+		if ((r = client ? SSL_connect(ssl) : SSL_accept(ssl)) == 1)
+			break;
+		e = SSL_get_error(ssl, r);
+		if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+			want = e == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT;
+			if ((w = stream_wait(s, want)) == STREAM_OK)
+				continue;
+			buf_printf(err, "TLS handshake: %s", w == STREAM_TIMEOUT ? "timeout" : "poll failed");
+			s->status = w;
+		} else if (e == SSL_ERROR_ZERO_RETURN || (e == SSL_ERROR_SYSCALL && r == 0 && ERR_peek_error() == 0)) {
+			buf_strcpy(err, "TLS handshake: lost connection");
+			s->status = STREAM_EOF;
+		} else if (e == SSL_ERROR_SYSCALL && ERR_peek_error() == 0) {
+			buf_printf(err, "TLS handshake: %s", strerror(errno));
+			s->status = errno == ECONNRESET || errno == EPIPE ? STREAM_EOF : STREAM_ERROR;
+		} else if (client && (vr = SSL_get_verify_result(ssl)) != X509_V_OK) {
+			ERR_clear_error();
+			buf_reset(err);
+			buf_printf(err, "TLS handshake failed: server certificate not verified: %s",
+			    X509_verify_cert_error_string(vr));
+			s->status = STREAM_ERROR;
+		} else {
+			tls_seterr(err, "TLS handshake failed");
+			s->status = STREAM_ERROR;
+		}
+		/* No close_notify into a failed handshake. */
+		ERR_clear_error();
+		SSL_free(ssl);
+		return -1;
+	}
+	stream_set_ops(s, &tls_ops, ssl);
+	return 0;
+}
+
 int
 tls_server_start(struct stream *s, SSL_CTX *ctx, struct buf *err)
 {
 	SSL *ssl;
-	int r, w, e;
-	short want;
 
 	if (tls_active(s)) {
 		buf_strcpy(err, "TLS is already active");
@@ -228,34 +283,112 @@ tls_server_start(struct stream *s, SSL_CTX *ctx, struct buf *err)
 		SSL_free(ssl);
 		return -1;
 	}
-	for (;;) {
-		ERR_clear_error();
-		if ((r = SSL_accept(ssl)) == 1)
-			break;
-		e = SSL_get_error(ssl, r);
-		if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
-			want = e == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT;
-			if ((w = stream_wait(s, want)) == STREAM_OK)
-				continue;
-			buf_printf(err, "TLS handshake: %s", w == STREAM_TIMEOUT ? "timeout" : "poll failed");
-			s->status = w;
-		} else if (e == SSL_ERROR_ZERO_RETURN || (e == SSL_ERROR_SYSCALL && r == 0 && ERR_peek_error() == 0)) {
-			buf_strcpy(err, "TLS handshake: lost connection");
-			s->status = STREAM_EOF;
-		} else if (e == SSL_ERROR_SYSCALL && ERR_peek_error() == 0) {
-			buf_printf(err, "TLS handshake: %s", strerror(errno));
-			s->status = errno == ECONNRESET || errno == EPIPE ? STREAM_EOF : STREAM_ERROR;
-		} else {
-			tls_seterr(err, "TLS handshake failed");
-			s->status = STREAM_ERROR;
+	return handshake(s, ssl, false, err);
+}
+
+SSL_CTX *
+tls_client_ctx(const char *ca_file, struct buf *err)
+{
+	SSL_CTX *ctx;
+
+	ERR_clear_error();
+	if ((ctx = SSL_CTX_new(TLS_client_method())) == NULL) {
+		tls_seterr(err, "cannot make a TLS context");
+		return NULL;
+	}
+	if (!SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION)) {
+		tls_seterr(err, "cannot set the minimum TLS version");
+		goto fail;
+	}
+	SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION | SSL_OP_IGNORE_UNEXPECTED_EOF);
+	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+	SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+	if (ca_file != NULL && *ca_file) {
+		if (SSL_CTX_load_verify_locations(ctx, ca_file, NULL) != 1) {
+			tls_seterr(err, "cannot load the CA file");
+			buf_printf(err, " (file %s)", ca_file);
+			goto fail;
 		}
-		/* No close_notify into a failed handshake. */
+	} else if (SSL_CTX_set_default_verify_paths(ctx) != 1) {
+		/* Not fatal: certificates just will not verify. */
 		ERR_clear_error();
+	}
+	return ctx;
+fail:
+	SSL_CTX_free(ctx);
+	return NULL;
+}
+
+int
+tls_client_start(struct stream *s, SSL_CTX *ctx, const struct tls_client_opts *o, bool *trusted, struct buf *err)
+{
+	X509_VERIFY_PARAM *vp;
+	unsigned char ip[16];
+	SSL *ssl;
+	bool literal;
+
+	*trusted = false;
+	if (tls_active(s)) {
+		buf_strcpy(err, "TLS is already active");
+		return -1;
+	}
+	if (stream_flush(s) != STREAM_OK) {
+		buf_printf(err, "before the TLS handshake: %s", stream_strerror(stream_status(s)));
+		return -1;
+	}
+	/* Anything after the server's 220 came before TLS: it may be an injection. */
+	stream_discard_input(s);
+	ERR_clear_error();
+	if ((ssl = SSL_new(ctx)) == NULL || SSL_set_fd(ssl, s->fd) != 1) {
+		tls_seterr(err, "cannot start TLS");
 		SSL_free(ssl);
 		return -1;
 	}
-	stream_set_ops(s, &tls_ops, ssl);
+	if (o->sni != NULL && *o->sni && SSL_set_tlsext_host_name(ssl, o->sni) != 1) {
+		tls_seterr(err, "cannot set the server name");
+		SSL_free(ssl);
+		return -1;
+	}
+	if (o->verify_name != NULL && *o->verify_name) {
+		literal = inet_pton(AF_INET, o->verify_name, ip) == 1 || inet_pton(AF_INET6, o->verify_name, ip) == 1;
+		vp = SSL_get0_param(ssl);
+		X509_VERIFY_PARAM_set_hostflags(vp, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+		if ((literal ? X509_VERIFY_PARAM_set1_ip_asc(vp, o->verify_name)
+		             : X509_VERIFY_PARAM_set1_host(vp, o->verify_name, 0)) != 1) {
+			tls_seterr(err, "cannot set the name to verify");
+			SSL_free(ssl);
+			return -1;
+		}
+	}
+	/* Without "verify" the result is still computed, for the log: trusted or not. */
+	SSL_set_verify(ssl, o->verify ? SSL_VERIFY_PEER : SSL_VERIFY_NONE, NULL);
+	if (handshake(s, ssl, true, err) < 0)
+		return -1;
+	{
+		X509 *peer = SSL_get1_peer_certificate(ssl);
+
+		*trusted = peer != NULL && SSL_get_verify_result(ssl) == X509_V_OK;
+		X509_free(peer);
+	}
 	return 0;
+}
+
+void
+tls_peer_cn(const struct stream *s, struct buf *out)
+{
+	X509 *peer;
+	char cn[256];
+	int n;
+
+	buf_reset(out);
+	if (!tls_active(s) || (peer = SSL_get1_peer_certificate(s->ctx)) == NULL)
+		return;
+	n = X509_NAME_get_text_by_NID(X509_get_subject_name(peer), NID_commonName, cn, sizeof(cn));
+	X509_free(peer);
+	if (n <= 0)
+		return;
+	for (int i = 0; i < n && cn[i]; i++)
+		buf_putc(out, (unsigned char)cn[i] < 0x20 || (unsigned char)cn[i] >= 0x7f ? '?' : cn[i]);
 }
 
 void

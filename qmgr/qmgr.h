@@ -56,6 +56,7 @@ struct qmgr_conf {
 	long long ipc_timeout;
 	long long default_process_limit;
 	long long default_dest_limit;
+	long long initial_dest_concurrency;
 	long long local_dest_limit;
 	bool dsn_delivered;
 	const char *double_bounce_rcpt;
@@ -188,6 +189,10 @@ struct qmgr_dest {
 	struct qmgr_transport *transport;
 	char *key;
 	int inflight;
+	int window;         /* slow start: requests allowed in flight now (at most the limit) */
+	int64_t dead_until; /* monotonic ms: unreachable, its mail is deferred without a try */
+	char *dead_reason;  /* why, for the recipients deferred meanwhile */
+	char dead_dsn[16];
 	struct qmgr_rcpt *head, *tail;
 	bool in_ring;
 	struct qmgr_dest *ring_next;
@@ -205,6 +210,8 @@ void qmgr_deliver_kick(void);
 int qmgr_deliver_inflight(void);
 /* Stop starting requests (qmgr is shutting down). */
 void qmgr_deliver_stop(void);
+/* Forget that destinations were unreachable (a flush asks for a try now). */
+void qmgr_deliver_revive(void);
 
 /* ---------------------------------------------------------------- scans */
 

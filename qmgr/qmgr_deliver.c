@@ -16,7 +16,20 @@
  * A request (doc/ipc.md 8.3) is one connection, driven by the event loop
  * without blocking: connect, read the agent's greeting, write the request,
  * pass the queue file read-only, then read one status per recipient and
- * "done".  Agents are trusted only with what they say about the
+ * "done".  An agent that ends with "reuse" (smtp, which keeps its SMTP
+ * session) gets the next request for the same destination on the same
+ * connection while there is one and no other destination waits for the
+ * transport's slots; otherwise qmgr closes the connection.
+ *
+ * Politeness toward next hops: a destination starts with
+ * initial_destination_concurrency requests in flight and gains one with
+ * each request that reaches it, up to its limit.  A request whose agent
+ * reports the destination unreachable drops it to one; another such
+ * report at one marks it dead for minimal_backoff_time (or until a
+ * flush): its queued mail is deferred with the last reason, without a
+ * connection.  Mailbox destinations (local delivery) never slow down.
+ *
+ * Agents are trusted only with what they say about the
  * recipients they were given: a status for another offset is ignored, a
  * malformed list ends the connection, and every recipient without a status
  * when the connection ends (crash, timeout, end of file) is deferred.
@@ -74,6 +87,8 @@ struct job {
 	struct buf in;
 	struct ipc_msg list;
 	double delay_a, delay_b; /* before active, in qmgr */
+	char defer_dsn[16];      /* the agent's last deferral, for a dead destination's mail */
+	char *defer_reason;
 	double t_begin, t_conn;
 	struct job *prev, *next;
 };
@@ -211,6 +226,7 @@ dest_get(struct qmgr_transport *t, const char *key)
 	d = xcalloc(1, sizeof(*d));
 	d->transport = t;
 	d->key = xstrdup(key);
+	d->window = (int)qmgr_conf.initial_dest_concurrency;
 	d->hnext = dest_tab[h];
 	dest_tab[h] = d;
 	dest_count++;
@@ -224,7 +240,7 @@ dest_release(struct qmgr_dest *d)
 	struct qmgr_dest **pp;
 	size_t h;
 
-	if (d->head || d->inflight > 0 || d->in_ring)
+	if (d->head || d->inflight > 0 || d->in_ring || d->dead_until > 0)
 		return;
 	h = dest_hash(d->transport, d->key) & (dest_size - 1);
 	for (pp = &dest_tab[h]; *pp; pp = &(*pp)->hnext) {
@@ -235,13 +251,25 @@ dest_release(struct qmgr_dest *d)
 	}
 	dest_count--;
 	free(d->key);
+	free(d->dead_reason);
 	free(d);
+}
+
+/* dest_window - requests d may have in flight now */
+static int
+dest_window(const struct qmgr_dest *d)
+{
+	int limit = d->transport->dest_limit;
+
+	if (d->transport->per_rcpt)
+		return limit;
+	return d->window < limit ? (d->window < 1 ? 1 : d->window) : limit;
 }
 
 static bool
 dest_eligible(const struct qmgr_dest *d)
 {
-	return d->head != NULL && d->inflight < d->transport->dest_limit;
+	return d->head != NULL && d->inflight < dest_window(d) && d->dead_until == 0;
 }
 
 /* dest_ready - into the ring when it has work it may start */
@@ -336,6 +364,11 @@ qmgr_deliver_enqueue(struct qmgr_rcpt *r, const char *key)
 	struct qmgr_group *g = r->group;
 
 	r->dest = d;
+	if (d->dead_until > 0) {
+		qmgr_message_result(r, DELIVER_DEFERRED, d->dead_dsn, "none", d->dead_reason, NULL);
+		dest_release(d);
+		return;
+	}
 	r->dnext = NULL;
 	r->dprev = d->tail;
 	if (d->tail)
@@ -444,6 +477,7 @@ job_free(struct job *j)
 	buf_free(&j->out);
 	buf_free(&j->in);
 	ipc_msg_free(&j->list);
+	free(j->defer_reason);
 	free(j->v);
 	free(j);
 }
@@ -543,43 +577,24 @@ job_connect(const char *path)
 	return fd;
 }
 
-/* job_start - connect and wait for the greeting; the job may be over when this returns */
-static void
-job_start(struct job *j)
+/* job_prepare - open the queue file and encode the request; -1 when the job is over */
+static int
+job_prepare(struct job *j)
 {
-	static int64_t last_warn;
 	struct qmgr_transport *t = j->t;
 	struct qmgr_msg *m = j->v[0].r->msg;
 	struct deliver_request req;
 	struct deliver_rcpt *rv;
 	char path[64], why[256];
-	int64_t now;
 	size_t i;
 
 	if (qid_path(path, sizeof(path), QUEUE_ACTIVE, j->id) < 0)
-		log_panic("job_start: no path for %s", j->id);
-	if ((j->sock = job_connect(t->path)) < 0) {
-		if (errno == EAGAIN || errno == EWOULDBLOCK) {
-			/* The master starts agents on demand: wait a little, then try again. */
-			t->throttle_until = stream_now_ms() + BUSY_RETRY_MS;
-			event_timer_set(sched_run, t, BUSY_RETRY_MS);
-			job_requeue(j);
-			return;
-		}
-		snprintf(why, sizeof(why), "mail transport unavailable: %s: %s", t->path, strerror(errno));
-		now = stream_now_ms();
-		if (now - last_warn >= WARN_INTERVAL_MS || last_warn == 0) {
-			log_warn("connect to transport %s: %s", t->path, strerror(errno));
-			last_warn = now;
-		}
-		job_end(j, "4.3.0", why);
-		return;
-	}
+		log_panic("job_prepare: no path for %s", j->id);
 	if ((j->file = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK)) < 0) {
 		snprintf(why, sizeof(why), "cannot open the queue file: %s", strerror(errno));
 		log_warn("%s: open %s: %m", j->id, path);
 		job_end(j, "4.3.0", why);
-		return;
+		return -1;
 	}
 	memset(&req, 0, sizeof(req));
 	memcpy(req.queue_id, j->id, sizeof(req.queue_id));
@@ -600,6 +615,37 @@ job_start(struct job *j)
 	req.fd = -1;
 	deliver_request_encode(&req, &j->out);
 	free(rv);
+	return 0;
+}
+
+/* job_start - connect and wait for the greeting; the job may be over when this returns */
+static void
+job_start(struct job *j)
+{
+	static int64_t last_warn;
+	struct qmgr_transport *t = j->t;
+	char why[256];
+	int64_t now;
+
+	if ((j->sock = job_connect(t->path)) < 0) {
+		if (errno == EAGAIN || errno == EWOULDBLOCK) {
+			/* The master starts agents on demand: wait a little, then try again. */
+			t->throttle_until = stream_now_ms() + BUSY_RETRY_MS;
+			event_timer_set(sched_run, t, BUSY_RETRY_MS);
+			job_requeue(j);
+			return;
+		}
+		snprintf(why, sizeof(why), "mail transport unavailable: %s: %s", t->path, strerror(errno));
+		now = stream_now_ms();
+		if (now - last_warn >= WARN_INTERVAL_MS || last_warn == 0) {
+			log_warn("connect to transport %s: %s", t->path, strerror(errno));
+			last_warn = now;
+		}
+		job_end(j, "4.3.0", why);
+		return;
+	}
+	if (job_prepare(j) < 0)
+		return;
 	j->state = JOB_GREETING;
 	event_enable_read(j->sock, job_read, j);
 	event_timer_set(job_timeout, j, qmgr_conf.ipc_timeout * 1000);
@@ -612,6 +658,136 @@ job_timeout(void *arg)
 
 	log_warn("%s: delivery agent %s did not finish within %llds", j->id, j->t->path, qmgr_conf.ipc_timeout);
 	job_end(j, "4.3.0", "delivery agent timed out");
+}
+
+/* ---------------------------------------------------------------- politeness */
+
+static void dest_revive_timer(void *arg);
+
+/* dest_dead - d could not be reached again: defer its mail without trying, for a while */
+static void
+dest_dead(struct qmgr_dest *d, const char *dsn, const char *reason)
+{
+	struct qmgr_rcpt *r;
+	int64_t ms = qmgr_conf.min_backoff * 1000;
+
+	d->dead_until = stream_now_ms() + ms;
+	free(d->dead_reason);
+	d->dead_reason = xasprintf("delivery temporarily suspended: %s", reason);
+	strlcpy(d->dead_dsn, dsn[0] == '4' ? dsn : "4.4.1", sizeof(d->dead_dsn));
+	log_info("%s: destination %s unreachable: its mail waits for %llds (%s)", d->transport->name, d->key,
+	    qmgr_conf.min_backoff, reason);
+	event_timer_set(dest_revive_timer, d, ms);
+	while ((r = d->head) != NULL) {
+		fifo_unlink(r);
+		qmgr_message_result(r, DELIVER_DEFERRED, d->dead_dsn, "none", d->dead_reason, NULL);
+	}
+}
+
+/* dest_revive - d may be tried again (time passed, or a flush) */
+static void
+dest_revive(struct qmgr_dest *d)
+{
+	event_timer_cancel(dest_revive_timer, d);
+	d->dead_until = 0;
+	d->window = 1;
+	free(d->dead_reason);
+	d->dead_reason = NULL;
+	dest_ready(d);
+}
+
+static void
+dest_revive_timer(void *arg)
+{
+	dest_revive(arg);
+}
+
+void
+qmgr_deliver_revive(void)
+{
+	struct qmgr_dest *d, *next;
+	size_t i;
+
+	for (i = 0; i < dest_size; i++)
+		for (d = dest_tab[i]; d; d = next) {
+			next = d->hnext;
+			if (d->dead_until > 0)
+				dest_revive(d);
+		}
+}
+
+/* dest_feedback - slow start: a request that reached d widens its window, one that did not narrows it */
+static void
+dest_feedback(struct qmgr_dest *d, bool unreachable, const char *dsn, const char *reason)
+{
+	if (d->transport->per_rcpt || d->dead_until > 0)
+		return;
+	if (!unreachable) {
+		if (d->window < d->transport->dest_limit)
+			d->window++;
+		return;
+	}
+	if (d->window <= 1 && d->inflight <= 1)
+		dest_dead(d, dsn, reason ? reason : "destination unreachable");
+	else
+		d->window = 1;
+}
+
+/* ring_others - does a destination other than d wait for t's slots */
+static bool
+ring_others(const struct qmgr_transport *t, const struct qmgr_dest *d)
+{
+	const struct qmgr_dest *e;
+
+	for (e = t->ring_head; e; e = e->ring_next)
+		if (e != d && dest_eligible(e))
+			return true;
+	return false;
+}
+
+/*
+ * job_done - the agent's end list.  With DELIVER_DONE_REUSE and more
+ * mail for the same destination the connection carries the next
+ * request; otherwise it is closed.
+ */
+static void
+job_done(struct job *j, int flags)
+{
+	struct qmgr_dest *d = j->dest;
+	struct qmgr_transport *t = j->t;
+	struct job *n;
+	int sock;
+
+	if (d != NULL) {
+		/* The connection's own slot counts as free while we decide. */
+		d->inflight--;
+		dest_feedback(d, (flags & DELIVER_DONE_UNREACHABLE) != 0, j->defer_dsn, j->defer_reason);
+		d->inflight++;
+	}
+	if (!(flags & DELIVER_DONE_REUSE) || stopping || d == NULL || d->head == NULL || d->dead_until > 0 ||
+	    j->in.len > 0 || (t->inflight >= t->cap && ring_others(t, d))) {
+		job_end(j, "4.3.0", "delivery agent returned no status for this recipient");
+		return;
+	}
+	sock = j->sock;
+	event_forget(sock);
+	j->sock = -1;
+	job_end(j, "4.3.0", "delivery agent returned no status for this recipient");
+	/* d still has queued mail, so it was not released. */
+	if (!dest_eligible(d)) {
+		close(sock);
+		return;
+	}
+	n = job_form(t, d);
+	dest_ready(d);
+	n->sock = sock;
+	n->t_conn = n->t_begin;
+	if (job_prepare(n) < 0)
+		return;
+	n->state = JOB_SENDING;
+	event_enable_read(sock, job_read, n);
+	event_enable_write(sock, job_write, n);
+	event_timer_set(job_timeout, n, qmgr_conf.ipc_timeout * 1000);
 }
 
 /* job_status - one status list from the agent; false when the job is over */
@@ -628,7 +804,7 @@ job_status(struct job *j)
 		return false;
 	}
 	if (r == 0) {
-		job_end(j, "4.3.0", "delivery agent returned no status for this recipient");
+		job_done(j, deliver_done_flags(&j->list));
 		return false;
 	}
 	for (i = 0; i < j->n; i++)
@@ -640,6 +816,11 @@ job_status(struct job *j)
 		    j->id, j->t->path, (long long)res.offset);
 	else
 		job_answer(j, &j->v[i], res.status, res.dsn, res.relay, res.reason);
+	if (i < j->n && res.status == DELIVER_DEFERRED) {
+		free(j->defer_reason);
+		j->defer_reason = xstrdup(res.reason);
+		strlcpy(j->defer_dsn, res.dsn, sizeof(j->defer_dsn));
+	}
 	deliver_result_free(&res);
 	return true;
 }

@@ -58,6 +58,7 @@ qmgr_conf_load(void)
 	qmgr_conf.ipc_timeout = cfg_time(P_IPC_TIMEOUT);
 	qmgr_conf.default_process_limit = cfg_int(P_DEFAULT_PROCESS_LIMIT);
 	qmgr_conf.default_dest_limit = cfg_int(P_DEFAULT_DESTINATION_CONCURRENCY_LIMIT);
+	qmgr_conf.initial_dest_concurrency = cfg_int(P_INITIAL_DESTINATION_CONCURRENCY);
 	qmgr_conf.local_dest_limit = cfg_int(P_LOCAL_DESTINATION_CONCURRENCY_LIMIT);
 	qmgr_conf.dsn_delivered = cfg_bool(P_DSN_DELIVERED_ENABLE);
 	qmgr_conf.double_bounce_rcpt = cfg_str(P_DOUBLE_BOUNCE_NOTICE_RECIPIENT);

@@ -361,6 +361,8 @@ qmgr_scan_request(int req)
 {
 	if (req & QMGR_REQ_INCOMING)
 		scan_want(&scan_in, false);
+	if (req & QMGR_REQ_FLUSH)
+		qmgr_deliver_revive();
 	if (req & (QMGR_REQ_DEFERRED | QMGR_REQ_FLUSH))
 		scan_want(&scan_def, (req & QMGR_REQ_FLUSH) != 0);
 }

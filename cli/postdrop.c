@@ -2,14 +2,17 @@
  * postdrop - put a locally submitted message into the maildrop queue.
  *
  *   postdrop            read a message (maildrop.h records) on stdin
- *   postdrop -p         list the queue (through the showq service)
+ *   postdrop -p [-j]    list the queue (through the showq service), as
+ *                       mailq does; -j: one JSON object per message
  *   postdrop -q         ask qmgr to deliver deferred mail now
  *
  * The only set-group-id program of Postern (group setgid_group): that
  * group may write into maildrop/ (mode 1730) and reach public/.  It runs
  * as the calling user, so it trusts nothing the caller controls: the
  * environment is cleared, the configuration directory comes from the
- * compiled-in default (POSTERN_CONFIG_DIR is ignored when set-id), it
+ * compiled-in default (POSTERN_CONFIG_DIR is ignored when set-id; -c
+ * from a user other than root must name a directory that the default
+ * main.cf lists in alternate_config_directories, as with Postfix), it
  * changes into the queue before it touches any file, and every record it
  * reads is bounded.  The maildrop file is owned by the caller, which is
  * how pickup knows who submitted it.
@@ -17,6 +20,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,9 +36,25 @@
 #include "maildrop.h"
 #include "proto.h"
 #include "qfile.h"
+#include "qlist.h"
 #include "str.h"
 #include "stream.h"
 #include "trigger.h"
+#include "xalloc.h"
+
+#ifdef __SANITIZE_ADDRESS__
+/*
+ * Sanitizer builds only: run set-group-id, postdrop can neither read its
+ * own environment (/proc/self/environ, so ASAN_OPTIONS is not seen) nor
+ * be traced, which the leak checker needs at exit.
+ */
+const char *__asan_default_options(void);
+__attribute__((used)) const char *
+__asan_default_options(void)
+{
+	return "detect_leaks=0";
+}
+#endif
 
 static const char *const allowed_attrs[] = { MAILDROP_ATTRS, NULL };
 
@@ -74,6 +94,7 @@ submit(void)
 	struct timeval tv;
 	size_t nrcpt = 0;
 	int type = 0, r, state = 0; /* 0 want S, 1 A/R, 2 C */
+	char *eq;
 
 	stream_set_timeout(in, 3600);
 	if (qfile_create_id(&w, QUEUE_MAILDROP, NULL, QF_CREATE_LAZY, &err) < 0)
@@ -100,7 +121,11 @@ submit(void)
 		} else if (type == 'A' && state == 1) {
 			if (buf_has_nul(&rec) || !printable(&rec) || !attr_allowed(buf_str(&rec)))
 				goto bad;
-			if (qfile_put_attr(&w, buf_str(&rec), strchr(buf_str(&rec), '=') + 1, &err) < 0)
+			eq = strchr((char *)rec.data, '=');
+			*eq = 0; /* attr_allowed() found it */
+			r = qfile_put_attr(&w, (const char *)rec.data, eq + 1, &err);
+			*eq = '=';
+			if (r < 0)
 				goto tempfail;
 		} else if (type == 'R' && state == 1) {
 			if (rec.len == 0 || !printable(&rec) || ++nrcpt > MAILDROP_RCPT_MAX)
@@ -147,24 +172,30 @@ tempfail:
 	return EX_TEMPFAIL;
 }
 
-/* list - copy the showq service's listing to stdout */
+/* list_emit - the listing to standard output */
 static int
-list(void)
+list_emit(void *arg, const unsigned char *data, size_t len)
 {
-	struct buf err = BUF_INIT, line = BUF_INIT;
-	struct stream *s;
-	int r;
+	(void)arg;
+	return fwrite(data, 1, len, stdout) == len ? 0 : -1;
+}
 
-	if ((s = ipc_connect(SVC_PUBLIC_DIR "/" SVC_SHOWQ, 60, &err)) == NULL) {
+/* list - copy the showq service's listing to stdout (doc/ipc.md 8.7) */
+static int
+list(bool json)
+{
+	struct buf err = BUF_INIT;
+	int rc = EX_OK;
+
+	if (qlist_fetch(SVC_PUBLIC_DIR "/" SVC_SHOWQ, json, 60, list_emit, NULL, &err) < 0) {
+		fflush(stdout);
 		fprintf(stderr, "postdrop: the queue cannot be listed: %s\n", buf_str(&err));
-		return EX_UNAVAILABLE;
+		rc = EX_UNAVAILABLE;
 	}
-	while ((r = stream_getline(s, &line, 65536)) == STREAM_OK || r == STREAM_TOOLONG)
-		fwrite(line.data, 1, line.len, stdout);
-	stream_free(s);
-	buf_free(&line);
 	buf_free(&err);
-	return fflush(stdout) == 0 ? EX_OK : EX_IOERR;
+	if (fflush(stdout) != 0)
+		rc = EX_IOERR;
+	return rc;
 }
 
 /* flush - the same request as "postern flush" */
@@ -180,24 +211,57 @@ flush(void)
 	return EX_OK;
 }
 
+/*
+ * alternate_ok - whether a caller who is not root may use dir: it must be
+ * the default or be listed in alternate_config_directories of the
+ * default main.cf.  The real path goes to *real (the caller's string is
+ * not used again, so a link swapped afterwards changes nothing).
+ */
+static bool
+alternate_ok(const char *dir, char *real, size_t len)
+{
+	struct buf err = BUF_INIT;
+	char *list, *p, *tok, cand[PATH_MAX], tmp[PATH_MAX];
+	bool ok = false;
+
+	if (realpath(dir, tmp) == NULL || strlen(tmp) >= len)
+		return false;
+	snprintf(real, len, "%s", tmp);
+	if (realpath(DEF_CONFIG_DIR, cand) != NULL && strcmp(cand, real) == 0)
+		return true;
+	/* Only the default main.cf can authorise another one. */
+	if (cfg_load(DEF_CONFIG_DIR, &err) < 0) {
+		buf_free(&err);
+		return false;
+	}
+	p = list = xstrdup(cfg_str(P_ALTERNATE_CONFIG_DIRECTORIES));
+	while (!ok && (tok = str_token(&p, ", \t")) != NULL)
+		ok = tok[0] == '/' && realpath(tok, cand) != NULL && strcmp(cand, real) == 0;
+	free(list);
+	buf_free(&err);
+	return ok;
+}
+
 int
 main(int argc, char **argv)
 {
 	struct buf err = BUF_INIT;
-	const char *dir = NULL;
-	bool setid = getegid() != getgid() || geteuid() != getuid();
+	const char *dir = NULL, *given;
+	char real[PATH_MAX];
+	bool setid = getegid() != getgid() || geteuid() != getuid(), json = false;
 	int ch, mode = 's';
 
 	log_init("postdrop", LOG_DEST_STDERR);
-	while ((ch = getopt(argc, argv, "c:pqv")) != -1) {
+	/* Nothing in the caller's directory (a DB_CONFIG, say) is ever looked at. */
+	if (chdir("/") < 0)
+		log_fatal("chdir /: %m");
+	while ((ch = getopt(argc, argv, "c:jpqv")) != -1) {
 		switch (ch) {
 		case 'c':
-			/* Another configuration is for root, or for an unprivileged build. */
-			if (setid && getuid() != 0) {
-				fprintf(stderr, "postdrop: -c is not allowed for this user\n");
-				return EX_NOPERM;
-			}
 			dir = optarg;
+			break;
+		case 'j':
+			json = true;
 			break;
 		case 'p':
 		case 'q':
@@ -206,14 +270,26 @@ main(int argc, char **argv)
 		case 'v':
 			break;
 		default:
-			fprintf(stderr, "usage: postdrop [-p | -q]  (message records on stdin)\n");
+			fprintf(stderr, "usage: postdrop [-c DIR] [-p [-j] | -q]  (message records on stdin)\n");
 			return EX_USAGE;
 		}
 	}
+	given = dir;
 	dir = cfg_resolve_dir(dir); /* secure_getenv: no environment when set-id */
 	if (clearenv() != 0 || setenv("PATH", "/usr/bin:/bin", 1) != 0)
 		log_fatal("cannot clear the environment");
 	closefrom(3);
+	/* Another configuration is for root, or one the default main.cf allows. */
+	if (given != NULL && setid && getuid() != 0) {
+		if (!alternate_ok(given, real, sizeof(real))) {
+			fprintf(stderr,
+			    "postdrop: -c %s is not allowed: only root may name a configuration directory that "
+			    "is not listed in alternate_config_directories of %s/main.cf\n",
+			    given, DEF_CONFIG_DIR);
+			return EX_NOPERM;
+		}
+		dir = real;
+	}
 	if (cfg_load(dir, &err) < 0) {
 		fprintf(stderr, "postdrop: %s\n", buf_str(&err));
 		return EX_CONFIG;
@@ -224,7 +300,7 @@ main(int argc, char **argv)
 	}
 	buf_free(&err);
 	if (mode == 'p')
-		return list();
+		return list(json);
 	if (mode == 'q')
 		return flush();
 	return submit();

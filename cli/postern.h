@@ -19,8 +19,12 @@ int cmd_ctl(int argc, char **argv); /* start, stop, reload, status, check */
 int cmd_init(int argc, char **argv);
 int cmd_setup(int argc, char **argv);
 int cmd_cat(int argc, char **argv);   /* postern cat [-h|-b|-e] ID */
-int cmd_queue(int argc, char **argv); /* postern queue (list) */
+int cmd_queue(int argc, char **argv); /* postern queue: list (or flush, as -f, -s, -i) */
 int cmd_flush(int argc, char **argv); /* postern flush: retry deferred mail now */
+int cmd_super(int argc, char **argv); /* postern super: delete, hold, release, requeue, repair */
+
+/* Deferred mail due now: all of it, one site's (site) or one message (id); exit status (postern_flush.c). */
+int cli_flush(const char *site, const char *id);
 
 /* A self-signed certificate and key for host (postern_cert.c). */
 int cli_make_cert(const char *host, const char *cert_path, const char *key_path, struct buf *err);

@@ -1,9 +1,11 @@
 /*
  * postern_cat - "postern cat" (one queue file, like postcat) and
- * "postern queue" (every queued message, like mailq).
+ * "postern queue" (every queued message, like mailq; the listing itself is
+ * common/qlist.c, shared with showq).
  *
  * Both read the queue directly and so need what its owner has: root or
- * mail_owner.  Queue IDs from the command line and from directory
+ * mail_owner.  Other users list the queue with mailq, through showq, and
+ * cannot read messages at all.  Queue IDs from the command line and from directory
  * listings are checked with qid_valid() before they become paths, files
  * are opened read-only without following links, and every file goes
  * through qfile_read(), which trusts nothing in it.  Envelope values are
@@ -28,16 +30,13 @@
 #include "postern.h"
 #include "qfile.h"
 #include "qid.h"
-#include "qlog.h"
+#include "qlist.h"
 #include "str.h"
 #include "xalloc.h"
 
-/* Where cat looks, in order; where queue looks (corrupt/ is the admin's). */
+/* Where cat looks, in order. */
 static const char *const cat_queues[] = { QUEUE_INCOMING, QUEUE_ACTIVE, QUEUE_DEFERRED, QUEUE_HOLD, QUEUE_CORRUPT,
 	NULL };
-static const char *const list_queues[] = { QUEUE_INCOMING, QUEUE_ACTIVE, QUEUE_DEFERRED, QUEUE_HOLD, NULL };
-
-#define HASH_CHARS "0123456789ABCDEFGHIJKLMNOPQRSTUV"
 
 /* Far above anything cleanup writes; a guard against a hostile file only. */
 static const struct qfile_read_limits cat_limits = { 100000000, 10000000 };
@@ -73,14 +72,11 @@ cat_access_error(const char *path)
 static void
 cat_print_value(const char *s)
 {
-	const unsigned char *p;
+	struct buf b = BUF_INIT;
 
-	for (p = (const unsigned char *)s; *p; p++) {
-		if (*p < 0x20 || *p == 0x7f || *p == '\\')
-			printf("\\x%02X", *p);
-		else
-			putchar(*p);
-	}
+	qlist_escape(&b, s);
+	fwrite(b.data, 1, b.len, stdout);
+	buf_free(&b);
 }
 
 static void
@@ -396,257 +392,60 @@ usage:
 	return 2;
 }
 
-/* One message found by the listing. */
-struct q_entry {
-	char id[QID_LEN + 1];
-	const char *queue;
-	char mark; /* ' ', '*' active, '!' hold */
-};
-
-struct q_list {
-	struct q_entry *v;
-	size_t n, cap;
-};
-
-/* q_scan - the valid queue IDs in one directory; -1 (reported) when it cannot be read */
+/* queue_emit - the listing to standard output */
 static int
-q_scan(struct q_list *l, const char *dir, const char *queue)
+queue_emit(void *arg, const unsigned char *data, size_t len)
 {
-	struct dirent *de;
-	DIR *d;
-
-	if ((d = opendir(dir)) == NULL) {
-		if (errno == ENOENT)
-			return 0;
-		if (errno == EACCES)
-			cat_access_error(dir);
-		else
-			fprintf(stderr, "postern: %s/%s: %s\n", cfg_str(P_QUEUE_DIRECTORY), dir, strerror(errno));
-		return -1;
-	}
-	while ((de = readdir(d)) != NULL) {
-		if (!qid_valid(de->d_name))
-			continue;
-		if (l->n == l->cap) {
-			l->cap = l->cap ? l->cap * 2 : 256;
-			l->v = xreallocarray(l->v, l->cap, sizeof(*l->v));
-		}
-		memcpy(l->v[l->n].id, de->d_name, QID_LEN + 1);
-		l->v[l->n].queue = queue;
-		l->v[l->n].mark = strcmp(queue, QUEUE_ACTIVE) == 0 ? '*' : strcmp(queue, QUEUE_HOLD) == 0 ? '!' : ' ';
-		l->n++;
-	}
-	closedir(d);
-	return 0;
-}
-
-static int
-q_cmp(const void *a, const void *b)
-{
-	return strcmp(((const struct q_entry *)a)->id, ((const struct q_entry *)b)->id);
-}
-
-/* json_str - s as a JSON string; bytes that are not UTF-8 become \u00XX */
-static void
-json_str(const char *s)
-{
-	const unsigned char *p = (const unsigned char *)s;
-	size_t n, i;
-
-	putchar('"');
-	while (*p) {
-		if (*p == '"' || *p == '\\') {
-			printf("\\%c", *p++);
-		} else if (*p < 0x20 || *p == 0x7f) {
-			printf("\\u%04x", *p++);
-		} else if (*p < 0x80) {
-			putchar(*p++);
-		} else {
-			/* A well-formed UTF-8 sequence passes as it is. */
-			n = (*p & 0xe0) == 0xc0 ? 2 : (*p & 0xf0) == 0xe0 ? 3 : (*p & 0xf8) == 0xf0 ? 4 : 0;
-			for (i = 1; i < n && (p[i] & 0xc0) == 0x80; i++)
-				;
-			if (n >= 2 && i == n && !(n == 2 && *p < 0xc2)) {
-				fwrite(p, 1, n, stdout);
-				p += n;
-			} else {
-				printf("\\u%04x", *p++);
-			}
-		}
-	}
-	putchar('"');
-}
-
-/* q_reason - the latest deferral reason logged for the recipient at offset, or NULL */
-static const char *
-q_reason(const struct qlog_entry *log, size_t nlog, off_t offset)
-{
-	const char *why = NULL;
-	size_t i;
-
-	for (i = 0; i < nlog; i++)
-		if (log[i].offset == offset && log[i].status == QLOG_DEFERRED)
-			why = log[i].reason;
-	return why;
-}
-
-static void
-q_print_json(const struct q_entry *e, const struct qfile_env *env, const struct qlog_entry *log, size_t nlog)
-{
-	const char *why;
-	size_t i;
-
-	printf("{\"queue_name\": ");
-	json_str(e->queue);
-	printf(", \"queue_id\": ");
-	json_str(e->id);
-	printf(", \"arrival_time\": %lld, \"message_size\": %llu, \"sender\": ", (long long)env->arrival.tv_sec,
-	    (unsigned long long)env->content_size);
-	json_str(env->sender);
-	printf(", \"recipients\": [");
-	for (i = 0; i < env->nrcpts; i++) {
-		printf("%s{\"address\": ", i ? ", " : "");
-		json_str(env->rcpts[i].addr);
-		printf(", \"done\": %s", env->rcpts[i].done ? "true" : "false");
-		if (!env->rcpts[i].done && (why = q_reason(log, nlog, env->rcpts[i].offset)) != NULL) {
-			printf(", \"delay_reason\": ");
-			json_str(why);
-		}
-		putchar('}');
-	}
-	printf("]}\n");
-}
-
-static void
-q_print_text(const struct q_entry *e, const struct qfile_env *env, const struct qlog_entry *log, size_t nlog)
-{
-	const char *why, *last = NULL;
-	char when[64];
-	time_t t = env->arrival.tv_sec;
-	size_t i;
-
-	strftime(when, sizeof(when), "%a %b %e %H:%M:%S", localtime(&t));
-	printf("%s%c %8llu %-20s ", e->id, e->mark, (unsigned long long)env->content_size, when);
-	cat_print_value(*env->sender ? env->sender : "MAILER-DAEMON");
-	putchar('\n');
-	/* Like mailq: only the recipients still to be delivered. */
-	for (i = 0; i < env->nrcpts; i++) {
-		if (env->rcpts[i].done)
-			continue;
-		/* As mailq: the reason above the recipients it applies to. */
-		if ((why = q_reason(log, nlog, env->rcpts[i].offset)) != NULL &&
-		    (last == NULL || strcmp(why, last) != 0)) {
-			printf("%42s(", "");
-			cat_print_value(why);
-			printf(")\n");
-		}
-		last = why;
-		printf("%48s", "");
-		cat_print_value(env->rcpts[i].addr);
-		putchar('\n');
-	}
-	putchar('\n');
+	(void)arg;
+	return fwrite(data, 1, len, stdout) == len ? 0 : -1;
 }
 
 int
 cmd_queue(int argc, char **argv)
 {
-	struct q_list l = { NULL, 0, 0 };
-	struct qlog_entry *log;
-	struct qfile_env env;
 	struct buf err = BUF_INIT;
-	unsigned long long total = 0;
-	size_t i, shown = 0, nlog;
-	char dir[64], path[128];
-	const char *const *q;
-	const char *h;
-	int ch, fd, r, ret = 0;
-	bool json = false;
+	const char *site = NULL, *id = NULL;
+	bool json = false, flush = false;
+	int ch, r;
 
-	while ((ch = getopt(argc, argv, "c:j")) != -1) {
+	while ((ch = getopt(argc, argv, "c:fi:js:")) != -1) {
 		switch (ch) {
 		case 'c':
 			cli_config_dir = optarg;
 			break;
+		case 'f':
+			flush = true;
+			break;
+		case 'i':
+			id = optarg;
+			break;
 		case 'j':
 			json = true;
 			break;
+		case 's':
+			site = optarg;
+			break;
 		default:
-			fprintf(stderr, "usage: postern queue [-c DIR] [-j]\n");
-			return 2;
+			goto usage;
 		}
 	}
-	if (argc != optind) {
-		fprintf(stderr, "usage: postern queue [-c DIR] [-j]\n");
-		return 2;
-	}
+	if (argc != optind || (flush + (site != NULL) + (id != NULL)) > 1 || (json && (flush || site || id)))
+		goto usage;
+	if (flush || site || id)
+		return cli_flush(site, id);
 	if (cat_queue_dir() < 0)
 		return 1;
-	/* The first directory that cannot be read says all there is to say. */
-	for (q = list_queues; *q && ret == 0; q++) {
-		if (!qid_queue_hashed(*q)) {
-			if (q_scan(&l, *q, *q) < 0)
-				ret = 1;
-			continue;
-		}
-		for (h = HASH_CHARS; *h && ret == 0; h++) {
-			snprintf(dir, sizeof(dir), "%s/%c", *q, *h);
-			if (q_scan(&l, dir, *q) < 0)
-				ret = 1;
-		}
-	}
-	if (ret != 0)
-		goto out;
-	if (l.n > 1)
-		qsort(l.v, l.n, sizeof(*l.v), q_cmp);
-	for (i = 0; i < l.n; i++) {
-		if (qid_path(path, sizeof(path), l.v[i].queue, l.v[i].id) < 0)
-			log_panic("cmd_queue: no path for %s/%s", l.v[i].queue, l.v[i].id);
-		/* A message may move or go while we look: skip it quietly. */
-		if ((fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK)) < 0) {
-			if (errno == EACCES) {
-				cat_access_error(path);
-				ret = 1;
-				break;
-			}
-			continue;
-		}
-		r = qfile_read(fd, &env, &cat_limits, &err);
-		close(fd);
-		if (r == 1 && strcmp(l.v[i].queue, QUEUE_INCOMING) == 0)
-			continue; /* still being written */
-		if (r != 0) {
-			fprintf(stderr, "postern: %s: corrupt queue file: %s\n", path, buf_str(&err));
-			continue;
-		}
-		if (!json && shown == 0)
-			printf("-Queue ID-        --Size-- ----Arrival Time---- -Sender/Recipient-------\n");
-		nlog = 0;
-		log = NULL;
-		if (qlog_read(QUEUE_DEFER, l.v[i].id, &log, &nlog, &err) < 0) {
-			buf_reset(&err);
-			nlog = 0;
-		}
-		if (json)
-			q_print_json(&l.v[i], &env, log, nlog);
-		else
-			q_print_text(&l.v[i], &env, log, nlog);
-		qlog_free(log, nlog);
-		total += env.content_size;
-		shown++;
-		qfile_env_free(&env);
-	}
-	if (!json && ret == 0) {
-		if (shown == 0)
-			printf("Mail queue is empty\n");
-		else
-			printf(
-			    "-- %llu Kbytes in %zu Request%s.\n", (total + 1023) / 1024, shown, shown == 1 ? "" : "s");
-	}
-	if (fflush(stdout) != 0)
-		ret = 1;
-out:
-	free(l.v);
+	r = qlist_run(json, queue_emit, NULL, &err);
+	if (r == QLIST_ERR_ACCESS)
+		fprintf(stderr, "postern: cannot read the queue in %s: %s (run as root or as the mail_owner, %s)\n",
+		    cfg_str(P_QUEUE_DIRECTORY), buf_str(&err), cfg_str(P_MAIL_OWNER));
+	else if (r != 0)
+		fprintf(stderr, "postern: queue: %s: %s\n", cfg_str(P_QUEUE_DIRECTORY), buf_str(&err));
 	buf_free(&err);
-	return ret;
+	if (fflush(stdout) != 0)
+		r = -1;
+	return r == 0 ? 0 : 1;
+usage:
+	fprintf(stderr, "usage: postern queue [-c DIR] [-j | -f | -s site | -i queueid]\n");
+	return 2;
 }

@@ -28,6 +28,7 @@
 #include "master_proto.h"
 #include "mastercf.h"
 #include "postern.h"
+#include "priv.h"
 #include "qdir.h"
 #include "str.h"
 #include "xalloc.h"
@@ -300,6 +301,99 @@ cmd_status(int argc, char **argv)
 	return 0;
 }
 
+/*
+ * check_path - path (a directory or a file, never followed if a link)
+ * must not be writable by group or others and, when we are root, must
+ * belong to root; with fix, make it so.  Returns the problems left.
+ */
+static int
+check_path(const char *path, bool fix)
+{
+	bool root = geteuid() == 0;
+	struct stat st;
+	int problems = 0;
+
+	if (lstat(path, &st) < 0) {
+		if (errno == ENOENT)
+			return 0; /* what must exist is checked elsewhere */
+		fprintf(stderr, "%s: %s\n", path, strerror(errno));
+		return 1;
+	}
+	if (S_ISLNK(st.st_mode))
+		return 0; /* the target is checked under its own name, if at all */
+	if (root && st.st_uid != 0) {
+		if (!fix || lchown(path, 0, (gid_t)-1) < 0) {
+			fprintf(stderr, "%s: owner uid %ld, should be root\n", path, (long)st.st_uid);
+			problems++;
+		}
+	}
+	if (st.st_mode & 022) {
+		if (!fix || chmod(path, st.st_mode & 07755) < 0) {
+			fprintf(stderr, "%s: mode %04o is writable by %s\n", path, (unsigned)(st.st_mode & 07777),
+			    st.st_mode & 002 ? "everybody" : "the group");
+			problems++;
+		}
+	}
+	return problems;
+}
+
+/* check_dir_files - check_path for a directory and every file in it */
+static int
+check_dir_files(const char *dir, bool fix)
+{
+	struct dirent *de;
+	char *path;
+	int problems = check_path(dir, fix);
+	DIR *d;
+
+	if ((d = opendir(dir)) == NULL)
+		return problems;
+	while ((de = readdir(d)) != NULL) {
+		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+			continue;
+		path = xasprintf("%s/%s", dir, de->d_name);
+		problems += check_path(path, fix);
+		free(path);
+	}
+	closedir(d);
+	return problems;
+}
+
+/* check_postdrop - set-group-id setgid_group, owned by root, mode 2755 (as root) */
+static int
+check_postdrop(bool fix)
+{
+	struct buf err = BUF_INIT;
+	struct stat st;
+	char *path = xasprintf("%s/postdrop", cfg_str(P_COMMAND_DIRECTORY));
+	gid_t gid;
+	int problems = 0;
+
+	if (geteuid() != 0) {
+		/* A personal instance runs as one user: nothing is set-id. */
+	} else if (lstat(path, &st) < 0) {
+		printf("postern: note: %s: %s; local submission (sendmail) needs it: \"make install\", then "
+		       "\"postern setup\"\n",
+		    path, strerror(errno));
+	} else if (!S_ISREG(st.st_mode)) {
+		fprintf(stderr, "%s: not a regular file\n", path);
+		problems++;
+	} else if (priv_group(cfg_str(P_SETGID_GROUP), &gid, &err) < 0) {
+		fprintf(stderr, "postern: %s (run \"postern setup\")\n", buf_str(&err));
+		problems++;
+	} else if (st.st_uid != 0 || st.st_gid != gid || (st.st_mode & 07777) != 02755) {
+		if (!fix || chown(path, 0, gid) < 0 || chmod(path, 02755) < 0) {
+			fprintf(stderr, "%s: owner %ld:%ld mode %04o, should be root:%s mode 2755 (set-group-id)\n",
+			    path, (long)st.st_uid, (long)st.st_gid, (unsigned)(st.st_mode & 07777),
+			    cfg_str(P_SETGID_GROUP));
+			problems++;
+		}
+	}
+	free(path);
+	buf_free(&err);
+	return problems;
+}
+
 static int
 cmd_check(int argc, char **argv)
 {
@@ -355,6 +449,17 @@ cmd_check(int argc, char **argv)
 			problems++;
 		}
 	}
+	/* What root runs or reads must not be changeable by anybody else. */
+	problems += check_path(cfg_str(P_QUEUE_DIRECTORY), fix);
+	problems += check_path(cfg_config_dir(), fix);
+	path = xasprintf("%s/main.cf", cfg_config_dir());
+	problems += check_path(path, fix);
+	free(path);
+	path = xasprintf("%s/master.cf", cfg_config_dir());
+	problems += check_path(path, fix);
+	free(path);
+	problems += check_dir_files(cfg_str(P_DAEMON_DIRECTORY), fix);
+	problems += check_postdrop(fix);
 	buf_free(&err);
 	if (problems) {
 		fprintf(stderr, "postern: %d problem%s found\n", problems, problems == 1 ? "" : "s");

@@ -142,6 +142,18 @@ replace_sendmail(const char *root)
 
 	for (i = 0; i < sizeof(links) / sizeof(links[0]); i++) {
 		path = xasprintf("%s%s", root, links[i]);
+		/* A staging root (--root) may not have the directories yet. */
+		if (*root) {
+			char *dir = xstrdup(path), *p;
+
+			for (p = dir + strlen(root) + 1; (p = strchr(p, '/')) != NULL; p++) {
+				*p = 0;
+				if (mkdir(dir, 0755) < 0 && errno != EEXIST)
+					fprintf(stderr, "postern: mkdir %s: %s\n", dir, strerror(errno));
+				*p = '/';
+			}
+			free(dir);
+		}
 		/* Keep what was there, once: "postern setup" may run many times. */
 		if (lstat(path, &st) == 0) {
 			char cur[4096];
@@ -325,6 +337,7 @@ static const char master_cf_text[] = "# master.cf of a Postern instance: see mas
                                      "qmgr             unix  n       -       n       300     1       qmgr\n"
                                      "local            unix  -       n       n       -       -       local\n"
                                      "pickup           unix  n       -       n       60      1       pickup\n"
+                                     "showq            unix  n       -       n       -       -       showq\n"
                                      "127.0.0.1:%d   inet  n       -       y       -       -       pop3d\n"
                                      "127.0.0.1:%d   inet  n       -       y       -       -       pop3d\n"
                                      "  -o syslog_name=postern/pop3s -o pop3d_tls_wrappermode=yes\n"

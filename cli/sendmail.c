@@ -37,6 +37,7 @@
 #include "cfg.h"
 #include "log.h"
 #include "maildrop.h"
+#include "qfile.h"
 #include "sendmail.h"
 #include "smtpd_parse.h"
 #include "str.h"
@@ -69,6 +70,29 @@ program(const char *name)
 	return xasprintf("%s/%s", cfg_str(P_COMMAND_DIRECTORY), name);
 }
 
+/*
+ * child_env - what postdrop and postern get: a fixed PATH and the
+ * sanitizers' options, nothing else the caller set (LD_PRELOAD, TZ,
+ * TMPDIR...).  The configuration travels as -c.
+ */
+static char **
+child_env(void)
+{
+	static const char *const keep[] = { "ASAN_OPTIONS", "UBSAN_OPTIONS", "LSAN_OPTIONS", NULL };
+	static char *env[8];
+	const char *v;
+	size_t i, n = 0;
+
+	if (env[0] == NULL) {
+		env[n++] = "PATH=/usr/bin:/bin";
+		for (i = 0; keep[i]; i++)
+			if ((v = getenv(keep[i])) != NULL)
+				env[n++] = xasprintf("%s=%s", keep[i], v);
+		env[n] = NULL;
+	}
+	return env;
+}
+
 /* run_wait - run argv with stdin from in_fd (-1: inherit); its exit status */
 static int
 run_wait(char *const argv[], int in_fd)
@@ -83,7 +107,7 @@ run_wait(char *const argv[], int in_fd)
 	if (pid == 0) {
 		if (in_fd >= 0 && dup2(in_fd, 0) < 0)
 			_exit(EX_OSERR);
-		execv(argv[0], argv);
+		execve(argv[0], argv, child_env());
 		fprintf(stderr, "sendmail: execute %s: %s\n", argv[0], strerror(errno));
 		_exit(EX_UNAVAILABLE);
 	}
@@ -97,17 +121,23 @@ run_wait(char *const argv[], int in_fd)
 	return EX_SOFTWARE;
 }
 
-/* postdrop_argv - the postdrop command with our configuration */
+/*
+ * postdrop_argv - the postdrop command with our configuration: a
+ * directory other than the default goes as -c, which a set-group-id
+ * postdrop accepts from users other than root only when the default
+ * main.cf lists it in alternate_config_directories.
+ */
 static char **
-postdrop_argv(const struct opts *o, const char *mode)
+postdrop_argv(const char *mode)
 {
 	static char *av[6];
+	const char *dir = cfg_config_dir();
 	int n = 0;
 
 	av[n++] = program("postdrop");
-	if (o->config_dir) {
+	if (strcmp(dir, DEF_CONFIG_DIR) != 0) {
 		av[n++] = "-c";
-		av[n++] = (char *)o->config_dir;
+		av[n++] = (char *)dir;
 	}
 	if (mode)
 		av[n++] = (char *)mode;
@@ -126,7 +156,9 @@ struct pd {
 static int
 pd_start(const struct opts *o, struct pd *pd)
 {
-	char **av = postdrop_argv(o, NULL);
+	char **av = postdrop_argv(NULL);
+
+	(void)o;
 	int p[2];
 
 	memset(pd, 0, sizeof(*pd));
@@ -136,7 +168,7 @@ pd_start(const struct opts *o, struct pd *pd)
 	}
 	if (pd->pid == 0) {
 		dup2(p[0], 0);
-		execv(av[0], av);
+		execve(av[0], av, child_env());
 		fprintf(stderr, "sendmail: execute %s: %s\n", av[0], strerror(errno));
 		_exit(EX_UNAVAILABLE);
 	}
@@ -418,6 +450,84 @@ smtp(struct opts *o)
 	return EX_OK;
 }
 
+/* notify_bits - sendmail's -N list as RFC 3461 NOTIFY bits (qfile.h); -1 when malformed */
+static int
+notify_bits(const char *list)
+{
+	char *copy = xstrdup(list), *p = copy, *w;
+	int bits = 0, n = 0;
+
+	while ((w = str_token(&p, ", ")) != NULL) {
+		n++;
+		if (str_casecmp(w, "never") == 0)
+			bits |= QF_NOTIFY_NEVER;
+		else if (str_casecmp(w, "success") == 0)
+			bits |= QF_NOTIFY_SUCCESS;
+		else if (str_casecmp(w, "failure") == 0)
+			bits |= QF_NOTIFY_FAILURE;
+		else if (str_casecmp(w, "delay") == 0)
+			bits |= QF_NOTIFY_DELAY;
+		else
+			bits = -1;
+		if (bits < 0)
+			break;
+	}
+	free(copy);
+	/* NEVER stands alone (RFC 3461 4.1). */
+	if (n == 0 || (bits > 0 && (bits & QF_NOTIFY_NEVER) && bits != QF_NOTIFY_NEVER))
+		return -1;
+	return bits;
+}
+
+/* dsn_options - -B, -N, -R and -V in the form cleanup takes; false (reported) when one is wrong */
+static bool
+dsn_options(struct opts *o)
+{
+	static char notify[16];
+	const char *p;
+	int bits;
+
+	if (o->body) {
+		if (str_casecmp(o->body, "7bit") == 0)
+			o->body = "7BIT";
+		else if (str_casecmp(o->body, "8bitmime") == 0)
+			o->body = "8BITMIME";
+		else {
+			fprintf(stderr, "sendmail: -B %s: use 7BIT or 8BITMIME\n", o->body);
+			return false;
+		}
+	}
+	if (o->ret) {
+		if (str_casecmp(o->ret, "full") == 0)
+			o->ret = "FULL";
+		else if (str_casecmp(o->ret, "hdrs") == 0)
+			o->ret = "HDRS";
+		else {
+			fprintf(stderr, "sendmail: -R %s: use full or hdrs\n", o->ret);
+			return false;
+		}
+	}
+	if (o->dsn_notify) {
+		if ((bits = notify_bits(o->dsn_notify)) < 0) {
+			fprintf(stderr, "sendmail: -N %s: use never, or a list of success, failure and delay\n",
+			    o->dsn_notify);
+			return false;
+		}
+		snprintf(notify, sizeof(notify), "%d", bits);
+		o->dsn_notify = notify;
+	}
+	if (o->envid) {
+		/* RFC 3461 xtext: printable US-ASCII without spaces, at most 100 bytes. */
+		for (p = o->envid; *p && *p > 0x20 && *p < 0x7f; p++)
+			;
+		if (*p || p == o->envid || p - o->envid > 100) {
+			fprintf(stderr, "sendmail: -V: the envelope ID must be 1 to 100 printable characters\n");
+			return false;
+		}
+	}
+	return true;
+}
+
 /* optarg_of - the value of "-fvalue" or "-f value" */
 static const char *
 value_of(int argc, char **argv, int *i, const char *arg)
@@ -535,10 +645,10 @@ main(int argc, char **argv)
 
 		if (access(cfg_str(P_QUEUE_DIRECTORY), R_OK | X_OK) == 0 && geteuid() == 0)
 			return run_wait(av, -1);
-		return run_wait(postdrop_argv(&o, "-p"), -1);
+		return run_wait(postdrop_argv("-p"), -1);
 	}
 	case 'q':
-		return run_wait(postdrop_argv(&o, "-q"), -1);
+		return run_wait(postdrop_argv("-q"), -1);
 	case 'i': {
 		char *av[] = { program("postern"), "-c", (char *)cfg_config_dir(), "map", "-a", NULL };
 
@@ -563,5 +673,7 @@ main(int argc, char **argv)
 	}
 	if (strcmp(o.sender, "<>") == 0)
 		o.sender = "";
+	if (!dsn_options(&o))
+		return EX_USAGE;
 	return submit(&o);
 }

@@ -9,8 +9,9 @@
  * address gets an X-Authentication-Warning header, as sendmail and
  * Postfix do.  The message goes to cleanup like any other (one
  * connection per message); the maildrop file is removed only after
- * cleanup has committed its copy.  A file that is not valid, or has been
- * incomplete for an hour, is moved to corrupt/ with a log line.
+ * cleanup has committed its copy.  A file that is not valid (a file with
+ * the complete mode that ends early included), or has been incomplete or
+ * unreadable for an hour, is moved to corrupt/ with a log line.
  *
  * Woken by postdrop (one byte on public/pickup) and by the master every
  * wakeup interval (master.cf: "pickup unix n - n 60 1 pickup").
@@ -109,6 +110,12 @@ pass_on(const char *name, int fd, const struct stat *st)
 	int r, rc = 1;
 
 	r = qfile_read_mode(fd, QF_MODE_MAILDROP, &qe, &lim, &err);
+	/* postdrop sets the complete mode only after the last record: a short file with it is broken. */
+	if (r == 1 && (st->st_mode & 07777) == QF_MODE_MAILDROP) {
+		to_corrupt(name, buf_str(&err));
+		buf_free(&err);
+		return 0;
+	}
 	if (r == 1) {
 		if (time(NULL) - st->st_mtime > STALE_SECONDS)
 			to_corrupt(name, "incomplete for over an hour");
@@ -194,6 +201,22 @@ out:
 	return rc;
 }
 
+/*
+ * unreadable - a file we may not open: postdrop's files stay mode 0600
+ * until they are complete, so this is one being written, or the debris
+ * of a postdrop that died (kept for the admin once it is an hour old).
+ */
+static void
+unreadable(int dfd, const char *name)
+{
+	struct stat st;
+
+	if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+		return;
+	if (time(NULL) - st.st_mtime > STALE_SECONDS)
+		to_corrupt(name, "unreadable and incomplete for over an hour");
+}
+
 /* scan - every file in maildrop/ once */
 static void
 scan(void)
@@ -214,6 +237,8 @@ scan(void)
 		if (fd < 0) {
 			if (errno == ELOOP)
 				to_corrupt(de->d_name, "a symbolic link");
+			else if (errno == EACCES)
+				unreadable(dirfd(d), de->d_name);
 			else if (errno != ENOENT)
 				log_warn("open maildrop/%s: %m", de->d_name);
 			continue;

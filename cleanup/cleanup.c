@@ -272,11 +272,17 @@ cl_rewrite(struct cl_msg *m)
 	return 0;
 }
 
-/* cl_write_error - the queue file could not be written: the client tries again later */
+/*
+ * cl_write_error - the queue file could not be written: the client tries
+ * again later.  A full file system gets its own code (4.3.1, which smtpd
+ * answers with 452) so the client and the admin see the cause.
+ */
 static int
 cl_write_error(struct cl_msg *m)
 {
 	log_warn("%s: %s", m->id, buf_str(&m->err));
+	if (m->w.error == ENOSPC || m->w.error == EDQUOT)
+		return cleanup_status_set(&m->st, CLEANUP_STAT_TEMP, "4.3.1", "Insufficient system storage");
 	return cleanup_status_set(&m->st, CLEANUP_STAT_TEMP, "4.3.0", "queue file write error");
 }
 
@@ -323,10 +329,9 @@ cl_store(void *arg, const unsigned char *p, size_t n)
 {
 	struct cl_msg *m = arg;
 
-	if (qfile_put_content(&m->w, p, n, &m->err) < 0) {
-		log_warn("%s: %s", m->id, buf_str(&m->err));
-		return -1;
-	}
+	/* The status recorded here is the one the client gets; the content machine's own comes too late. */
+	if (qfile_put_content(&m->w, p, n, &m->err) < 0)
+		return cl_write_error(m);
 	return 0;
 }
 

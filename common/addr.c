@@ -416,7 +416,12 @@ addr_domain_fqdn(const char *domain)
 	return dot != NULL && dot != domain && dot[1] != 0;
 }
 
-/* last_at - the last '@' outside quotes (or NULL); *ok is false when quoting is broken */
+/*
+ * last_at - the last '@' outside quotes and outside an address literal
+ * (or NULL); *ok is false when quoting is broken.  A literal's dcontent
+ * may hold '@' ("user@[tag:a@b]"), and '[' cannot appear unquoted in a
+ * local part, so an unquoted '[' starts the domain's literal.
+ */
 static const char *
 last_at(const char *s, bool *ok)
 {
@@ -430,6 +435,9 @@ last_at(const char *s, bool *ok)
 				return NULL;
 		} else if (*s == '"') {
 			quoted = !quoted;
+		} else if (*s == '[' && !quoted) {
+			if ((s = strchr(s, ']')) == NULL)
+				break;
 		} else if (*s == '@' && !quoted) {
 			at = s;
 		}

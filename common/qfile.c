@@ -189,6 +189,7 @@ qf_write_all(int fd, const unsigned char *p, size_t n)
 static int
 qf_fail(struct qfile_writer *w, struct buf *err, const char *what)
 {
+	w->error = errno;
 	qf_seterr(err, "%s %s: %s", what, w->path, strerror(errno));
 	w->state = QS_FAILED;
 	return -1;
@@ -329,6 +330,7 @@ qfile_create_id(struct qfile_writer *w, const char *queue, const char *id, int f
 		if (w->lazy || qf_open(w) == 0)
 			break;
 		if (errno != EEXIST || id != NULL) {
+			w->error = errno;
 			qf_seterr(err, "create %s: %s", w->path, strerror(errno));
 			w->path[0] = 0;
 			return -1;

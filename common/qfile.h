@@ -107,6 +107,7 @@ struct qfile_writer {
 	size_t chunk_len;   /* its payload bytes so far */
 	bool lazy;          /* QF_CREATE_LAZY: fd is opened at the first write */
 	bool created;       /* the file exists on disk and is ours to remove */
+	int error;          /* errno of the system call that failed, 0 when none did (ENOSPC: disk full) */
 };
 
 /* Writing.  All return 0, or -1 with err set (the caller aborts). */

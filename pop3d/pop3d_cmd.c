@@ -194,17 +194,21 @@ pop3_read_line(struct stream *s, struct buf *line)
 	size_t len;
 	int r;
 
+	/* pop3d_timeout bounds the whole line: a client that drips a byte now and then must not keep us. */
+	stream_set_deadline(s, pop3d_cfg.timeout);
 	r = stream_getline(s, line, pop3d_cfg.command_limit);
 	if (r == STREAM_TOOLONG) {
 		/* The rest of the line is skipped, within a bound: it may hold a password. */
 		if (line->data != NULL)
 			explicit_bzero(line->data, line->cap);
 		r = stream_skipline(s, POP3_SKIP_MAX);
+		stream_set_deadline(s, 0);
 		if (s->rbuf != NULL && s->rpos > 0)
 			explicit_bzero(s->rbuf, s->rpos);
 		buf_reset(line);
 		return r == STREAM_OK ? 1 : (r == STREAM_TOOLONG ? STREAM_TOOLONG : r);
 	}
+	stream_set_deadline(s, 0);
 	if (r != STREAM_OK)
 		return r;
 	len = line->len;

@@ -124,6 +124,15 @@ open_cleanup(struct smtpd_session *ss)
 	return 0;
 }
 
+/* finish_code - the reply code for a refusal by cleanup: 452 for a full queue (4.3.1), 552 for size */
+static int
+finish_code(const struct cleanup_result *res)
+{
+	if (res->status == 5)
+		return strncmp(res->dsn, "5.3.4", 5) == 0 ? 552 : 554;
+	return strncmp(res->dsn, "4.3.1", 5) == 0 ? 452 : 451;
+}
+
 /* finish - commit at cleanup and give the client the verdict */
 static void
 finish(struct smtpd_session *ss, bool bare_lf)
@@ -148,10 +157,11 @@ finish(struct smtpd_session *ss, bool bare_lf)
 			smtpd_reply(
 			    ss, 250, "2.0.0", "Ok: queued as %s", res.queue_id[0] ? res.queue_id : ss->queue_id);
 		} else {
+			int code = finish_code(&res);
+
 			log_info("%s: reject: %s from %s[%s]: %d %s %s", ss->queue_id, ss->bdat ? "BDAT" : "DATA",
-			    buf_str(&ss->name), ss->addr, res.status == 5 ? 554 : 451, res.dsn, buf_str(&res.reason));
-			smtpd_error(ss, res.status == 5 ? (strncmp(res.dsn, "5.3.4", 5) == 0 ? 552 : 554) : 451,
-			    res.dsn, "%s", buf_str(&res.reason));
+			    buf_str(&ss->name), ss->addr, code, res.dsn, buf_str(&res.reason));
+			smtpd_error(ss, code, res.dsn, "%s", buf_str(&res.reason));
 		}
 		cleanup_result_free(&res);
 	}
@@ -198,6 +208,8 @@ smtpd_cmd_data(struct smtpd_session *ss, const char *arg)
 	smtpd_reply(ss, 354, NULL, "End data with <CR><LF>.<CR><LF>");
 	smtpd_flush(ss);
 	for (;;) {
+		/* smtpd_timeout bounds each piece as a whole (a drip-fed line ends too); the session clears it. */
+		stream_set_deadline(ss->s, smtpd_cfg.timeout);
 		r = stream_getline(ss->s, &line, PIECE_MAX);
 		if (r != STREAM_OK && r != STREAM_TOOLONG) {
 			log_info("%s after DATA (%lld bytes) from %s[%s]", stream_strerror(r), ss->msg_size,
@@ -304,6 +316,7 @@ smtpd_cmd_bdat(struct smtpd_session *ss, const char *arg)
 	}
 	/* Read the whole chunk whatever happens: the client sends it anyway. */
 	for (left = size; left > 0; left -= got) {
+		stream_set_deadline(ss->s, smtpd_cfg.timeout);
 		got = stream_read(ss->s, piece, left > (long long)sizeof(piece) ? sizeof(piece) : (size_t)left);
 		if (got <= 0) {
 			log_info("%s after BDAT (%lld bytes) from %s[%s]",

@@ -15,7 +15,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-
 #include "addr.h"
 #include "qfile.h"
 #include "smtpd_parse.h"
@@ -283,12 +282,14 @@ parse_notify(const struct param *pm, int *notify)
 		{ "FAILURE", QF_NOTIFY_FAILURE },
 		{ "DELAY", QF_NOTIFY_DELAY },
 	};
-	const char *p = pm->val, *end = pm->val + pm->vlen;
+	const char *p = pm->val, *end;
 	size_t n, i;
 	int bits = 0;
 
+	/* "NOTIFY" without "=" has no value: no pointer arithmetic on NULL (found by fuzzing) */
 	if (pm->val == NULL || pm->vlen == 0)
 		return false;
+	end = pm->val + pm->vlen;
 	for (;;) {
 		const char *comma = memchr(p, ',', (size_t)(end - p));
 

@@ -403,14 +403,15 @@ dispatch(struct smtpd_session *ss, struct smtpd_cmd *c)
 	}
 }
 
-/* read_command - one command line without its line end; -1 at the end of the session */
+/* read_command_line - read_command's work; each line it reads gets its own deadline */
 static int
-read_command(struct smtpd_session *ss, struct buf *line, const char **last)
+read_command_line(struct smtpd_session *ss, struct buf *line, const char **last)
 {
 	size_t len;
 	int r;
 
 	for (;;) {
+		stream_set_deadline(ss->s, smtpd_cfg.timeout);
 		r = stream_getline(ss->s, line, (size_t)smtpd_cfg.line_limit + 2);
 		if (r == STREAM_TOOLONG) {
 			if (stream_skipline(ss->s, SKIP_MAX) != STREAM_OK) {
@@ -449,6 +450,21 @@ read_command(struct smtpd_session *ss, struct buf *line, const char **last)
 		}
 		return 0;
 	}
+}
+
+/*
+ * read_command - one command line without its line end; -1 at the end of
+ * the session.  smtpd_timeout bounds the whole line, not only each wait:
+ * a client that drips a byte now and then must not keep the process.
+ */
+static int
+read_command(struct smtpd_session *ss, struct buf *line, const char **last)
+{
+	int r;
+
+	r = read_command_line(ss, line, last);
+	stream_set_deadline(ss->s, 0);
+	return r;
 }
 
 /* disconnect_line - "ehlo=1 mail=1 rcpt=0/1 data=1 quit=1 commands=4" */
@@ -527,6 +543,18 @@ smtpd_session_run(struct smtpd_session *ss)
 		smtpd_flush(ss);
 		goto done;
 	}
+	/*
+	 * A client that talks before the greeting does not wait for replies
+	 * (RFC 5321 4.3.1): spam software, or an attempt to get commands past
+	 * a relay.  Under implicit TLS only what TLS has already decrypted
+	 * counts (the socket may hold the rest of the handshake).
+	 */
+	if (ss->tls ? stream_pending(ss->s) > 0 : stream_wait_readable(ss->s, 0) == 1) {
+		log_info("improper command pipelining before the greeting from %s[%s]", buf_str(&ss->name), ss->addr);
+		smtpd_reply(ss, 554, "5.5.0", "Error: SMTP protocol synchronization");
+		smtpd_flush(ss);
+		goto done;
+	}
 	smtpd_reply(ss, 220, NULL, "%s", smtpd_cfg.banner);
 	smtpd_flush(ss);
 	while (!ss->quit && stream_status(ss->s) == STREAM_OK) {
@@ -553,6 +581,7 @@ smtpd_session_run(struct smtpd_session *ss)
 			break;
 		}
 		dispatch(ss, &c);
+		stream_set_deadline(ss->s, 0); /* DATA and BDAT bound their reads with one */
 		if (stream_pending(ss->s) == 0 || ss->quit)
 			smtpd_flush(ss);
 	}

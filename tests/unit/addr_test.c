@@ -532,6 +532,12 @@ static const struct split_case split_cases[] = {
 	{ "\"a\"b@x", -1, "", "", "x" },
 	{ "\"a\\", -1, "", "", NULL },
 	{ "\"a\\\"@x", -1, "", "", NULL },
+	/* An address literal may hold '@' (RFC 5321 dcontent): the domain is the whole literal (found by fuzzing). */
+	{ "-@[---0-----1:@]", 0, "-", "[---0-----1:@]", "[---0-----1:@]" },
+	{ "user@[x:a@ours]", 0, "user", "[x:a@ours]", "[x:a@ours]" },
+	{ "user@[Tag:A@B@C]", 0, "user", "[tag:a@b@c]", "[Tag:A@B@C]" },
+	{ "\"a@[x\"@[y:b@c]", 0, "a@[x", "[y:b@c]", "[y:b@c]" },
+	{ "user@[127.0.0.1]", 0, "user", "[127.0.0.1]", "[127.0.0.1]" },
 };
 
 static void

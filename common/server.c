@@ -12,12 +12,12 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -290,42 +290,57 @@ server_accept(int lfd)
 	return fd;
 }
 
-/* server_single_loop - one client at a time until max_use, max_idle or stop */
+/*
+ * server_single_loop - one client at a time until max_use, max_idle or
+ * stop.  Every idle process of a service waits on the same listeners;
+ * EPOLLEXCLUSIVE wakes one of them per connection instead of all (with
+ * poll(2) each connection woke every idle process and all but one
+ * found nothing to accept).
+ */
 static _Noreturn void
 server_single_loop(void)
 {
-	struct pollfd pfd[SERVER_MAX_SOCKETS + 1];
+	struct epoll_event ev, evs[SERVER_MAX_SOCKETS + 1];
 	long long max_use = cfg_int(P_MAX_USE), uses = 0;
 	long long max_idle = cfg_time(P_MAX_IDLE);
 	unsigned watchdog = (unsigned)cfg_time(P_DAEMON_TIMEOUT);
-	int i, r, fd;
+	int i, n, fd, ep;
 
+	if ((ep = epoll_create1(EPOLL_CLOEXEC)) < 0)
+		log_fatal("epoll_create1: %m");
 	for (i = 0; i < nsock; i++) {
-		pfd[i].fd = MASTER_LISTEN_FD + i;
-		pfd[i].events = POLLIN;
+		memset(&ev, 0, sizeof(ev));
+		ev.events = EPOLLIN | EPOLLEXCLUSIVE;
+		ev.data.fd = MASTER_LISTEN_FD + i;
+		if (epoll_ctl(ep, EPOLL_CTL_ADD, ev.data.fd, &ev) < 0)
+			log_fatal("epoll_ctl: %m");
 	}
-	pfd[nsock].fd = have_master ? MASTER_ALIVE_FD : -1;
-	pfd[nsock].events = POLLIN;
+	if (have_master) {
+		memset(&ev, 0, sizeof(ev));
+		ev.events = EPOLLIN;
+		ev.data.fd = MASTER_ALIVE_FD;
+		if (epoll_ctl(ep, EPOLL_CTL_ADD, MASTER_ALIVE_FD, &ev) < 0)
+			log_fatal("epoll_ctl: %m");
+	}
 	for (;;) {
 		if (stopping)
 			exit(0);
-		r = poll(
-		    pfd, (nfds_t)nsock + 1, max_idle > 0 ? (int)(max_idle > 86400 ? 86400000 : max_idle * 1000) : -1);
-		if (r < 0) {
+		n = epoll_wait(
+		    ep, evs, nsock + 1, max_idle > 0 ? (int)(max_idle > 86400 ? 86400000 : max_idle * 1000) : -1);
+		if (n < 0) {
 			if (errno == EINTR)
 				continue;
-			log_fatal("poll: %m");
+			log_fatal("epoll_wait: %m");
 		}
-		if (r == 0) {
+		if (n == 0) {
 			log_debug("idle for %llds, exiting", max_idle);
 			exit(0);
 		}
-		if (pfd[nsock].revents)
-			exit(0); /* the master closed the alive pipe: stop or reload */
-		for (i = 0; i < nsock; i++) {
-			if (!(pfd[i].revents & POLLIN))
-				continue;
-			if ((fd = server_accept(pfd[i].fd)) < 0)
+		for (i = 0; i < n; i++)
+			if (evs[i].data.fd == MASTER_ALIVE_FD)
+				exit(0); /* the master closed the alive pipe: stop or reload */
+		for (i = 0; i < n; i++) {
+			if ((fd = server_accept(evs[i].data.fd)) < 0)
 				continue;
 			server_notify(MASTER_STAT_TAKEN);
 			alarm(watchdog);

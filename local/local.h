@@ -66,7 +66,8 @@ struct local_conf {
 	int allow_commands; /* LOCAL_SRC_* */
 	int allow_files;
 	int ipc_timeout;
-	char *default_user; /* default_privs */
+	bool maildir_sync_dir; /* maildir_sync_directory */
+	char *default_user;    /* default_privs */
 	uid_t default_uid;
 	gid_t default_gid;
 };

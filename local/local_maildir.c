@@ -7,9 +7,11 @@
  * host), is fsync()ed, and is renamed into new/ with its size in the
  * name: ",S=" the bytes of the file and ",W=" its size with CR LF line
  * ends, so a POP3 server can list the mailbox without reading or even
- * stat()ing the files.  new/ is fsync()ed too before success is
- * reported: a crash before that leaves at worst a file in tmp/ and a
- * second delivery, never a lost message.
+ * stat()ing the files.  Success is reported only after the file's fsync,
+ * as Postfix does: a crash before that leaves at worst a file in tmp/ and
+ * a second delivery, never a lost message.  The rename itself is made
+ * durable by the journal before the queue file's removal can be (same
+ * file system), or by an fsync of new/ (maildir_sync_directory = yes).
  *
  * The directories must be real directories owned by the recipient (no
  * symbolic links): they are checked with lstat before use.
@@ -176,16 +178,25 @@ local_maildir_deliver(const struct local_msg *m, const char *rcpt, const char *d
 		md_fail(res, "rename to", buf_str(&fin), errno);
 		goto out_unlink;
 	}
-	/* The new name must survive a crash too. */
-	buf_reset(&sub);
-	buf_printf(&sub, "%s/new", buf_str(&base));
-	if ((dfd = open(buf_str(&sub), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)) < 0 || fsync(dfd) < 0) {
-		md_fail(res, "fsync", buf_str(&sub), errno);
-		if (dfd >= 0)
-			close(dfd);
-		goto out;
+	/*
+	 * The new name must survive a crash before the queue file's removal
+	 * does.  On the queue's own ext4 or XFS file system the journal sees
+	 * to that: the removal comes later, in the same or a later journal
+	 * transaction, so no crash keeps it and loses the rename.  Mailboxes
+	 * on another file system need new/ synced (maildir_sync_directory).
+	 */
+	if (local_conf.maildir_sync_dir) {
+		buf_reset(&sub);
+		buf_printf(&sub, "%s/new", buf_str(&base));
+		if ((dfd = open(buf_str(&sub), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)) < 0 ||
+		    fsync(dfd) < 0) {
+			md_fail(res, "fsync", buf_str(&sub), errno);
+			if (dfd >= 0)
+				close(dfd);
+			goto out;
+		}
+		close(dfd);
 	}
-	close(dfd);
 	local_result_set(res, DELIVER_SENT, "2.0.0", "delivered to maildir");
 	goto out;
 out_unlink:

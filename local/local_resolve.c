@@ -959,6 +959,7 @@ local_init(struct buf *err)
 	local_conf.virtual_mailbox_base = cfg_str(P_VIRTUAL_MAILBOX_BASE);
 	local_conf.forward_path = cfg_str(P_FORWARD_PATH);
 	local_conf.mailbox_size_limit = cfg_int(P_MAILBOX_SIZE_LIMIT);
+	local_conf.maildir_sync_dir = cfg_bool(P_MAILDIR_SYNC_DIRECTORY);
 	local_conf.virtual_mailbox_limit = cfg_int(P_VIRTUAL_MAILBOX_LIMIT);
 	local_conf.command_time_limit = (int)cfg_time(P_COMMAND_TIME_LIMIT);
 	local_conf.recursion_limit = (int)cfg_int(P_LOCAL_RECURSION_LIMIT);

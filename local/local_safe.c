@@ -297,7 +297,10 @@ safe_isdir(const char *path, const struct local_ident *id, bool owned, struct bu
 	struct stat st;
 
 	if (lstat(path, &st) < 0) {
-		buf_printf(why, "cannot access %s: %s", path, strerror(errno));
+		int e = errno;
+
+		buf_printf(why, "cannot access %s: %s", path, strerror(e));
+		errno = e;
 		return -1;
 	}
 	if (S_ISLNK(st.st_mode)) {
@@ -314,13 +317,33 @@ safe_isdir(const char *path, const struct local_ident *id, bool owned, struct bu
 	return -1;
 }
 
+/*
+ * safe_dir - path is a real directory (owned by the recipient when owned),
+ * made first if it does not exist.  Nearly always it exists: one lstat
+ * answers, where a mkdir that fails with EEXIST would also take the
+ * parent directory's lock, which every parallel delivery to the mailbox
+ * wants.
+ */
+static int
+safe_dir(const char *path, const struct local_ident *id, bool spool, bool owned, struct buf *why, bool *unsafe)
+{
+	size_t len = why->len;
+
+	*unsafe = false;
+	if (safe_isdir(path, id, owned, why, unsafe) == 0)
+		return 0;
+	if (*unsafe || errno != ENOENT)
+		return -1;
+	buf_truncate(why, len);
+	if (safe_mkdir(path, id, spool, why) < 0)
+		return -1;
+	return safe_isdir(path, id, owned, why, unsafe);
+}
+
 int
 local_safe_dir(const char *path, const struct local_ident *id, struct buf *why, bool *unsafe)
 {
-	*unsafe = false;
-	if (safe_mkdir(path, id, false, why) < 0)
-		return -1;
-	return safe_isdir(path, id, true, why, unsafe);
+	return safe_dir(path, id, false, true, why, unsafe);
 }
 
 int
@@ -346,8 +369,7 @@ local_safe_mkdirs(const char *base, const char *rel, size_t ndirs, bool owned_la
 			buf_putc(&path, '/');
 		buf_puts(&path, comp);
 		i++;
-		if (safe_mkdir(buf_str(&path), id, spool, why) < 0 ||
-		    safe_isdir(buf_str(&path), id, owned_last && i == ndirs, why, unsafe) < 0) {
+		if (safe_dir(buf_str(&path), id, spool, owned_last && i == ndirs, why, unsafe) < 0) {
 			rc = -1;
 			break;
 		}

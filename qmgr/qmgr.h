@@ -77,7 +77,8 @@ struct qmgr_route {
 	enum qmgr_route_status status;
 	char transport[QMGR_TRANSPORT_MAX + 1];
 	struct buf nexthop;
-	bool per_rcpt; /* the destination is the mailbox (local delivery), not the next hop */
+	bool per_rcpt;  /* the destination is the mailbox (local delivery), not the next hop */
+	int dest_limit; /* for a mailbox: its own concurrency limit, 0 for the transport's */
 	char dsn[16];
 	struct buf reason;
 };
@@ -193,6 +194,7 @@ struct qmgr_dest {
 	int64_t dead_until; /* monotonic ms: unreachable, its mail is deferred without a try */
 	char *dead_reason;  /* why, for the recipients deferred meanwhile */
 	char dead_dsn[16];
+	int limit; /* a mailbox's own concurrency limit (virtual mailboxes), 0 for the transport's */
 	struct qmgr_rcpt *head, *tail;
 	bool in_ring;
 	struct qmgr_dest *ring_next;
@@ -203,7 +205,7 @@ struct qmgr_dest {
 void qmgr_deliver_init(const struct mcf *mcf);
 struct qmgr_transport *qmgr_transport_get(const char *name, bool per_rcpt);
 /* Queue a recipient for delivery to (transport, nexthop) as part of group g. */
-void qmgr_deliver_enqueue(struct qmgr_rcpt *r, const char *key);
+void qmgr_deliver_enqueue(struct qmgr_rcpt *r, const char *key, int limit);
 /* Start what the limits allow (soon, from the event loop). */
 void qmgr_deliver_kick(void);
 /* Requests in flight, over all transports. */

@@ -19,7 +19,9 @@
  * "done".  An agent that ends with "reuse" (smtp, which keeps its SMTP
  * session) gets the next request for the same destination on the same
  * connection while there is one and no other destination waits for the
- * transport's slots; otherwise qmgr closes the connection.
+ * transport's slots; otherwise qmgr closes the connection.  For a
+ * mailbox transport (local) the next request may be for any mailbox
+ * that waits: the connection only saves the connect and accept.
  *
  * Politeness toward next hops: a destination starts with
  * initial_destination_concurrency requests in flight and gains one with
@@ -262,7 +264,7 @@ dest_window(const struct qmgr_dest *d)
 	int limit = d->transport->dest_limit;
 
 	if (d->transport->per_rcpt)
-		return limit;
+		return d->limit > 0 ? d->limit : limit;
 	return d->window < limit ? (d->window < 1 ? 1 : d->window) : limit;
 }
 
@@ -358,11 +360,12 @@ fifo_push_front(struct qmgr_rcpt *r)
 }
 
 void
-qmgr_deliver_enqueue(struct qmgr_rcpt *r, const char *key)
+qmgr_deliver_enqueue(struct qmgr_rcpt *r, const char *key, int limit)
 {
 	struct qmgr_dest *d = dest_get(r->group->transport, key);
 	struct qmgr_group *g = r->group;
 
+	d->limit = limit;
 	r->dest = d;
 	if (d->dead_until > 0) {
 		qmgr_message_result(r, DELIVER_DEFERRED, d->dead_dsn, "none", d->dead_reason, NULL);
@@ -432,7 +435,7 @@ job_form(struct qmgr_transport *t, struct qmgr_dest *d)
 	/* Same message, transport and next hop: the group's other queued recipients. */
 	for (r = first->group->head; r && j->n < QMGR_JOB_RCPT_MAX; r = next) {
 		next = r->gnext;
-		if (t->per_rcpt ? r->dest->inflight < t->dest_limit : r->dest == d)
+		if (t->per_rcpt ? r->dest->inflight < dest_window(r->dest) : r->dest == d)
 			job_take(j, r);
 	}
 	t->inflight++;
@@ -764,19 +767,33 @@ job_done(struct job *j, int flags)
 		dest_feedback(d, (flags & DELIVER_DONE_UNREACHABLE) != 0, j->defer_dsn, j->defer_reason);
 		d->inflight++;
 	}
-	if (!(flags & DELIVER_DONE_REUSE) || stopping || d == NULL || d->head == NULL || d->dead_until > 0 ||
-	    j->in.len > 0 || (t->inflight >= t->cap && ring_others(t, d))) {
+	if (d == NULL && (flags & DELIVER_DONE_REUSE) && !stopping && j->in.len == 0 &&
+	    t->throttle_until <= stream_now_ms()) {
+		/* A mailbox transport (local): the connection serves whichever mailbox waits next. */
+		sock = j->sock;
+		event_forget(sock);
+		j->sock = -1;
+		job_end(j, "4.3.0", "delivery agent returned no status for this recipient");
+		while ((d = ring_pop(t)) != NULL && !dest_eligible(d))
+			dest_release(d);
+		if (d == NULL) {
+			close(sock);
+			return;
+		}
+	} else if (!(flags & DELIVER_DONE_REUSE) || stopping || d == NULL || d->head == NULL || d->dead_until > 0 ||
+	           j->in.len > 0 || (t->inflight >= t->cap && ring_others(t, d))) {
 		job_end(j, "4.3.0", "delivery agent returned no status for this recipient");
 		return;
-	}
-	sock = j->sock;
-	event_forget(sock);
-	j->sock = -1;
-	job_end(j, "4.3.0", "delivery agent returned no status for this recipient");
-	/* d still has queued mail, so it was not released. */
-	if (!dest_eligible(d)) {
-		close(sock);
-		return;
+	} else {
+		sock = j->sock;
+		event_forget(sock);
+		j->sock = -1;
+		job_end(j, "4.3.0", "delivery agent returned no status for this recipient");
+		/* d still has queued mail, so it was not released. */
+		if (!dest_eligible(d)) {
+			close(sock);
+			return;
+		}
 	}
 	n = job_form(t, d);
 	dest_ready(d);

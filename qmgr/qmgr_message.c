@@ -329,6 +329,7 @@ struct routed {
 	struct qmgr_rcpt *r;
 	struct qmgr_transport *t;
 	char *nexthop;
+	int limit; /* the mailbox's own concurrency limit, 0 for the transport's */
 };
 
 static int
@@ -364,6 +365,7 @@ msg_route(struct qmgr_msg *m)
 			v[n].r = r;
 			v[n].t = qmgr_transport_get(rt.transport, rt.per_rcpt);
 			v[n].nexthop = xstrdup(buf_str(&rt.nexthop));
+			v[n].limit = rt.dest_limit;
 			n++;
 			break;
 		case QMGR_ROUTE_DEFER:
@@ -394,7 +396,7 @@ msg_route(struct qmgr_msg *m)
 		} else {
 			buf_strcpy(&key, g->nexthop);
 		}
-		qmgr_deliver_enqueue(v[i].r, buf_str(&key));
+		qmgr_deliver_enqueue(v[i].r, buf_str(&key), v[i].limit);
 	}
 	free(v);
 	buf_free(&key);

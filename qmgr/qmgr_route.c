@@ -41,6 +41,7 @@ struct qmgr_router {
 	char *delims;
 	char *relayhost;
 	char *myhostname;
+	int virtual_limit; /* virtual_destination_concurrency_limit */
 	struct qmgr_class_tr local, virtual_, relay, remote;
 };
 
@@ -108,6 +109,7 @@ qmgr_router_open(struct buf *err)
 	}
 	r->delims = xstrdup(cfg_str(P_RECIPIENT_DELIMITER));
 	r->relayhost = str_trim(xstrdup(cfg_str(P_RELAYHOST)));
+	r->virtual_limit = (int)cfg_int(P_VIRTUAL_DESTINATION_CONCURRENCY_LIMIT);
 	r->myhostname = str_lower(xstrdup(cfg_str(P_MYHOSTNAME)));
 	return r;
 fail:
@@ -211,6 +213,7 @@ qmgr_route_rcpt(struct qmgr_router *r, const char *addr, struct qmgr_route *out)
 	buf_reset(&out->reason);
 	out->dsn[0] = 0;
 	out->per_rcpt = false;
+	out->dest_limit = 0;
 	out->status = QMGR_ROUTE_OK;
 
 	/* The domain, folded, without a trailing dot; none means a local name. */
@@ -279,5 +282,8 @@ qmgr_route_rcpt(struct qmgr_router *r, const char *addr, struct qmgr_route *out)
 	/* The mailbox is the destination for final delivery; the next hop for everything else. */
 	out->per_rcpt =
 	    strcmp(out->transport, r->local.transport) == 0 || strcmp(out->transport, r->virtual_.transport) == 0;
+	/* A virtual mailbox (a Maildir, no lock) takes more parallel deliveries than a local user's mbox. */
+	if (out->per_rcpt && cls == RESOLVE_VIRTUAL && !tmap_tr[0])
+		out->dest_limit = r->virtual_limit;
 	return QMGR_ROUTE_OK;
 }

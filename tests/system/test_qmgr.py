@@ -319,6 +319,26 @@ def test_mailbox_concurrency(inst):
     assert two[0][0] < one[-1][0], (one, two)
 
 
+def test_virtual_mailbox_concurrency(inst):
+    # A virtual mailbox has its own limit (virtual_destination_concurrency_limit):
+    # here 3 at once into one virtual mailbox while a local user's is held to 1.
+    prepare(inst, local_destination_concurrency_limit="1", virtual_destination_concurrency_limit="3",
+            virtual_mailbox_domains="virt.example",
+            virtual_mailbox_maps="inline:{slowv@virt.example=virt.example/slowv/}")
+    inst.start()
+    for _ in range(3):
+        send(inst, "alice@example.org", ["slowv@virt.example"])
+    for _ in range(2):
+        send(inst, "alice@example.org", ["slow1@localhost"])
+    wait_for(lambda: len(delivered(inst)) >= 5, 40, what="5 slow deliveries")
+    virt = sorted((s, e) for _, a, s, e in delivered(inst) if a == "slowv@virt.example")
+    loc = sorted((s, e) for _, a, s, e in delivered(inst) if a == "slow1@localhost")
+    assert len(virt) == 3 and len(loc) == 2
+    # All three virtual deliveries overlapped; the local ones never did.
+    assert max(s for s, _ in virt) < min(e for _, e in virt), virt
+    assert loc[1][0] >= loc[0][1], loc
+
+
 def test_missing_transport_defers_with_reason(qm):
     qid = send(qm, "alice@example.org", ["someone@remote.example"])
     wait_log(qm, rf"{qid}: to=<someone@remote.example>, relay=none, .*dsn=4\.3\.0, status=deferred "

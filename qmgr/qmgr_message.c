@@ -265,7 +265,12 @@ qmgr_message_result(struct qmgr_rcpt *r, enum deliver_status st, const char *dsn
 	case DELIVER_SENT:
 		if (qmgr_notify_success(r->notify) && qmgr_conf.dsn_delivered && *m->sender)
 			(void)msg_qlog(m, r, QUEUE_BOUNCE, 's', dsn, relay, reason);
-		(void)msg_mark_done(m, r);
+		/*
+		 * The last outcome of a message that is about to be removed needs
+		 * no marker: the removal says more, and neither is synced.
+		 */
+		if (m->nqueued > 0 || m->nbusy > 0 || m->ndeferred > 0 || m->more || m->loading)
+			(void)msg_mark_done(m, r);
 		r->state = QMGR_RCPT_DONE;
 		qmgr_log_rcpt(m, r, relay, delays, dsn, "sent", reason);
 		break;

@@ -18,6 +18,9 @@
  *                         sealed memfd): children use this text, never a
  *                         main.cf edited since, so a half-saved file cannot
  *                         break new processes before "postern reload"
+ *   MASTER_FLOW_FD        one shared page (a memfd) for the in-flow
+ *                         regulator: qmgr writes its backlog there,
+ *                         smtpd and pickup read it (flow.h)
  *   MASTER_LISTEN_FD ...  NSOCK listening sockets, non-blocking
  *
  * -u: the service is unprivileged (master.cf column 4); -c: chroot to the
@@ -36,7 +39,8 @@
 #define MASTER_STATUS_FD 3
 #define MASTER_ALIVE_FD  4
 #define MASTER_CONFIG_FD 5
-#define MASTER_LISTEN_FD 6
+#define MASTER_FLOW_FD   6
+#define MASTER_LISTEN_FD 7
 
 #define MASTER_STAT_TAKEN 0
 #define MASTER_STAT_AVAIL 1

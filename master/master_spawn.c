@@ -22,6 +22,7 @@
 
 #include "cfg.h"
 #include "event.h"
+#include "flow.h"
 #include "log.h"
 #include "master.h"
 #include "master_proto.h"
@@ -33,6 +34,9 @@
 #define MAX_ARGS 512
 
 static char **child_env;
+
+/* The in-flow regulator's shared page (flow.h), made before the first child. */
+static int master_flow_fd = -1;
 
 /* Variables a child may inherit; everything else is dropped. */
 static const char *const env_keep[] = { "TZ", "ASAN_OPTIONS", "UBSAN_OPTIONS", "LSAN_OPTIONS", NULL };
@@ -88,14 +92,15 @@ child_argv(struct service *svc)
 static void
 child_setup_fds(struct service *svc)
 {
-	int high[3 + 64], i, n = 3 + svc->nfds, devnull;
+	int high[4 + 64], i, n = 4 + svc->nfds, devnull;
 
 	/* Move everything above the target range first, so no dup2 clobbers a source. */
 	high[0] = fcntl(master_status_w, F_DUPFD_CLOEXEC, 100);
 	high[1] = fcntl(svc->alive_r, F_DUPFD_CLOEXEC, 100);
 	high[2] = fcntl(master_config_fd, F_DUPFD_CLOEXEC, 100);
+	high[3] = fcntl(master_flow_fd, F_DUPFD_CLOEXEC, 100);
 	for (i = 0; i < svc->nfds; i++)
-		high[3 + i] = fcntl(svc->fds[i], F_DUPFD_CLOEXEC, 100);
+		high[4 + i] = fcntl(svc->fds[i], F_DUPFD_CLOEXEC, 100);
 	for (i = 0; i < n; i++)
 		if (high[i] < 0 || dup2(high[i], MASTER_STATUS_FD + i) < 0)
 			_exit(127);
@@ -120,6 +125,8 @@ master_spawn(struct service *svc)
 		return;
 	if (svc->maxproc > 0 && svc->total >= svc->maxproc)
 		return;
+	if (master_flow_fd < 0 && (master_flow_fd = flow_create()) < 0)
+		log_fatal("memfd_create for the in-flow regulator: %m");
 	av = child_argv(svc);
 	sigfillset(&all);
 	sigprocmask(SIG_BLOCK, &all, &old);

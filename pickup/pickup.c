@@ -31,6 +31,7 @@
 
 #include "cfg.h"
 #include "cleanup_client.h"
+#include "flow.h"
 #include "log.h"
 #include "maildrop.h"
 #include "qfile.h"
@@ -151,6 +152,8 @@ pass_on(const char *name, int fd, const struct stat *st)
 	env.rcpts = rcpts;
 	env.nrcpts = qe.nrcpts;
 	buf_reset(&err);
+	/* The in-flow regulator: while qmgr is far behind, local submissions wait too (flow.h). */
+	(void)flow_wait((int)cfg_time(P_IN_FLOW_DELAY) * 1000);
 	if (cleanup_open(&cc, &env, (int)cfg_time(P_IPC_TIMEOUT), &err) < 0) {
 		log_warn("maildrop/%s: cleanup: %s (will retry)", name, buf_str(&err));
 		goto out;

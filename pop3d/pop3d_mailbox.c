@@ -128,6 +128,7 @@ close_inherited(void)
 	(void)close(MASTER_STATUS_FD);
 	(void)close(MASTER_ALIVE_FD);
 	(void)close(MASTER_CONFIG_FD);
+	(void)close(MASTER_FLOW_FD);
 	/*
 	 * A session process that kept the listener could accept other users'
 	 * hand-offs: their tokens and sockets.

@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "cfg.h"
+#include "flow.h"
 #include "event.h"
 #include "log.h"
 #include "mastercf.h"
@@ -52,6 +53,7 @@ static void
 qmgr_post_init(struct server_ctx *ctx)
 {
 	(void)ctx;
+	flow_publish(0); /* forget what a previous qmgr left there */
 	qmgr_scan_recover();
 	qmgr_scan_start_timer();
 }

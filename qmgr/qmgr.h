@@ -145,6 +145,7 @@ struct qmgr_msg {
 	bool more;         /* the file holds recipients beyond the cursor */
 	bool deferred_any; /* some recipient of this attempt (any batch) was deferred */
 	bool gone;         /* the file vanished or turned out corrupt while in memory */
+	bool fresh;        /* taken from incoming/: counts in the in-flow backlog (flow.h) */
 	struct qmgr_group *groups;
 	struct qmgr_msg *prev, *next; /* every message in memory */
 };
@@ -158,7 +159,7 @@ extern struct qmgr_router *qmgr_router;
  * Take active/ID into memory and schedule its recipients.  Returns 0, or
  * -1 when the file was corrupt (already moved to corrupt/) or vanished.
  */
-int qmgr_message_load(const char *id);
+int qmgr_message_load(const char *id, bool fresh);
 /* A recipient's outcome, from an agent or from qmgr itself. */
 void qmgr_message_result(struct qmgr_rcpt *r, enum deliver_status st, const char *dsn, const char *relay,
     const char *reason, const double *delays);

@@ -30,6 +30,7 @@
 
 #include "cfg.h"
 #include "cleanup_client.h"
+#include "flow.h"
 #include "log.h"
 #include "qfile.h"
 #include "qmgr.h"
@@ -38,6 +39,7 @@
 
 struct qmgr_conf qmgr_conf;
 size_t qmgr_active_count;
+static unsigned fresh_count; /* messages in memory taken from incoming/: the in-flow backlog */
 struct qmgr_router *qmgr_router;
 
 static struct qmgr_msg *msg_list;
@@ -458,7 +460,7 @@ msg_last_defer(const char *id)
 }
 
 int
-qmgr_message_load(const char *id)
+qmgr_message_load(const char *id, bool fresh)
 {
 	struct qfile_env env;
 	struct qmgr_msg *m;
@@ -470,6 +472,9 @@ qmgr_message_load(const char *id)
 	m = xcalloc(1, sizeof(*m));
 	memcpy(m->id, id, QID_LEN + 1);
 	m->fd = -1;
+	m->fresh = fresh;
+	if (fresh)
+		flow_publish(++fresh_count);
 	m->sender = xstrdup(env.sender);
 	m->arrival = env.arrival;
 	if ((flags = qfile_env_attr(&env, CLEANUP_ATTR_FLAGS)) != NULL && str_to_ll(flags, 0, 0xffff, &fl, NULL) == 0)
@@ -527,6 +532,8 @@ msg_free(struct qmgr_msg *m)
 		close(m->fd);
 	msg_free_rcpts(m);
 	free(m->sender);
+	if (m->fresh)
+		flow_publish(--fresh_count);
 	free(m);
 	qmgr_active_count--;
 }

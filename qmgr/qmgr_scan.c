@@ -107,7 +107,7 @@ take(const char *queue, const char *id)
 			log_warn("%s: rename %s to %s: %m", id, from, to);
 		return;
 	}
-	(void)qmgr_message_load(id);
+	(void)qmgr_message_load(id, strcmp(queue, QUEUE_INCOMING) == 0);
 }
 
 /* ---------------------------------------------------------------- one entry */

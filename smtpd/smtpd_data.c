@@ -19,6 +19,7 @@
 
 #include "cfg.h"
 #include "cleanup_client.h"
+#include "flow.h"
 #include "log.h"
 #include "qfile.h"
 #include "smtpd.h"
@@ -82,9 +83,15 @@ open_cleanup(struct smtpd_session *ss)
 	struct cleanup_rcpt *r = xcalloc(ss->nrcpts, sizeof(*r));
 	struct cleanup_env env;
 	struct buf err = BUF_INIT;
+	static int flow_delay_ms = -1;
 	size_t i;
 	int rc;
 
+	/* The in-flow regulator: while qmgr is far behind, the next message waits (flow.h). */
+	if (flow_delay_ms < 0)
+		flow_delay_ms = (int)cfg_time(P_IN_FLOW_DELAY) * 1000;
+	if (flow_delay_ms > 0 && (rc = flow_wait(flow_delay_ms)) > 0)
+		log_debug("%s: in-flow regulator: waited %d ms", ss->queue_id, rc);
 	for (i = 0; i < ss->nrcpts; i++) {
 		r[i].addr = ss->rcpts[i].addr;
 		r[i].orcpt = ss->rcpts[i].orcpt;

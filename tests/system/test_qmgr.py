@@ -367,3 +367,60 @@ def test_flush_without_qmgr(inst):
     proc = inst.cmd("flush")
     assert proc.returncode == 1
     assert "postern: flush: qmgr is not running (connect to public/qmgr:" in proc.stderr
+
+
+# ---------------------------------------------------------------- the in-flow regulator (flow.h)
+
+
+def child_named(inst, name):
+    for pid in inst.children():
+        try:
+            with open(f"/proc/{pid}/comm") as f:
+                if f.read().strip() == name:
+                    return pid
+        except OSError:
+            pass
+    return None
+
+
+def flow_backlog(pid):
+    """The backlog in the shared page, as process pid sees it (its descriptor 6)."""
+    with open(f"/proc/{pid}/fd/6", "rb") as f:
+        return int.from_bytes(f.read(4), "little")
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="reads other processes' descriptors: root only")
+def test_qmgr_publishes_its_backlog(inst):
+    prepare(inst, local_destination_concurrency_limit="1")
+    inst.start()
+    for _ in range(3):
+        send(inst, "alice@example.org", ["slow1@localhost"])
+    pid = wait_for(lambda: child_named(inst, "qmgr"), 10, what="qmgr")
+    # Three new messages in the active queue, one delivered every 3 seconds.
+    wait_for(lambda: flow_backlog(pid) >= 2, 10, what="a backlog of at least 2")
+    wait_for(lambda: len(delivered(inst)) >= 3, 30, what="3 slow deliveries")
+    wait_for(lambda: flow_backlog(pid) == 0, 10, what="the backlog back at 0")
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="writes another process's shared page: root only")
+def test_smtpd_waits_while_the_backlog_is_large(inst):
+    prepare(inst, qmgr=False, in_flow_delay="2s")
+    inst.start()
+    msg = "Subject: flow\r\n\r\nx\r\n"
+    with smtplib.SMTP("127.0.0.1", inst.smtp, timeout=30) as s:
+        s.ehlo("client.example")
+        pid = wait_for(lambda: child_named(inst, "smtpd"), 10, what="smtpd")
+        with open(f"/proc/{pid}/fd/6", "r+b") as f:
+            f.write((1000).to_bytes(4, "little"))  # as qmgr would when 1,000 new messages wait
+        t0 = time.monotonic()
+        s.sendmail("alice@example.org", ["bob@localhost"], msg)
+        slow = time.monotonic() - t0
+        with open(f"/proc/{pid}/fd/6", "r+b") as f:
+            f.write((0).to_bytes(4, "little"))
+        t0 = time.monotonic()
+        s.sendmail("alice@example.org", ["bob@localhost"], msg)
+        fast = time.monotonic() - t0
+    # It waited in_flow_delay, then took the message all the same.
+    assert 1.9 <= slow < 10, slow
+    assert fast < 1.0, fast
+    assert len(queue(inst)) == 2

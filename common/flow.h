@@ -1,0 +1,35 @@
+/*
+ * flow - the in-flow regulator: new mail is taken in no faster than it
+ * leaves.
+ *
+ * The master shares one page of memory with every child (a memfd at
+ * MASTER_FLOW_FD, master_proto.h).  qmgr publishes in it how many new
+ * messages (taken from incoming/) its active queue holds; smtpd (at
+ * DATA and BDAT) and pickup (for each maildrop file) wait while that
+ * backlog is above FLOW_BACKLOG_LIMIT, for at most in_flow_delay, then go
+ * on regardless.  Without this, a few hundred SMTP sessions outrun the
+ * single qmgr for CPU: the queue grows, latency grows to seconds and
+ * throughput falls.  Like Postfix's in_flow_delay, it only ever delays;
+ * it never refuses mail, and with no qmgr (or in_flow_delay = 0) nothing
+ * waits.
+ */
+#ifndef POSTERN_FLOW_H
+#define POSTERN_FLOW_H
+
+/* New messages in qmgr's active queue above which producers pause. */
+#define FLOW_BACKLOG_LIMIT 500
+
+/* Master: the shared page, made once; the descriptor every child gets. */
+int flow_create(void);
+
+/* qmgr: publish the backlog (a store to shared memory, no system call). */
+void flow_publish(unsigned backlog);
+/* The backlog as last published (0 when there is no shared page). */
+unsigned flow_backlog(void);
+/*
+ * smtpd, pickup: wait while the backlog is over the limit, up to max_ms
+ * (0: never).  Returns the milliseconds waited.
+ */
+int flow_wait(int max_ms);
+
+#endif

@@ -32,6 +32,7 @@
 
 #include "cfg.h"
 #include "cleanup.h"
+#include "flow.h"
 #include "ipc.h"
 #include "log.h"
 #include "proto.h"
@@ -410,15 +411,22 @@ out:
 	return ret;
 }
 
-/* cl_trigger - tell qmgr there is new mail; it rescans anyway, so failure is fine */
+/*
+ * cl_trigger - tell qmgr there is new mail, unless a trigger is already on
+ * its way (flow.h); qmgr rescans anyway, so failure is fine.
+ */
 static void
 cl_trigger(void)
 {
 	struct buf err = BUF_INIT;
 
+	if (!flow_trigger_claim())
+		return;
 	/* Non-blocking: a busy or absent qmgr must not hold up the next message. */
-	if (trigger_send(SVC_PUBLIC_DIR "/" SVC_QMGR, TRIGGER_SCAN_INCOMING, &err) < 0)
+	if (trigger_send(SVC_PUBLIC_DIR "/" SVC_QMGR, TRIGGER_SCAN_INCOMING, &err) < 0) {
+		flow_trigger_reset(); /* the next message tries again */
 		log_debug("trigger: %s (qmgr will find the mail at its next scan)", buf_str(&err));
+	}
 	buf_free(&err);
 }
 

@@ -1,8 +1,10 @@
 /*
  * flow - the in-flow regulator (flow.h).
  *
- * The page holds one counter, written by qmgr only and read by everybody
- * else; it is a hint, so relaxed atomics are enough.  Every child maps
+ * The page holds the backlog, written by qmgr only and read by everybody
+ * else; it is a hint, so relaxed atomics are enough.  The trigger flag
+ * orders file commits against qmgr's directory reads: sequentially
+ * consistent exchange and store.  Every child maps
  * it lazily on first use; a process without the descriptor (started by
  * hand, in a test) simply never waits.  A stale value (qmgr died with a
  * large backlog) costs at most in_flow_delay per message until the next
@@ -28,6 +30,7 @@
 
 struct flow_page {
 	_Atomic unsigned backlog;
+	_Atomic unsigned trigger; /* 1: a trigger for incoming/ is on its way to qmgr */
 };
 
 static struct flow_page *page;
@@ -83,6 +86,23 @@ flow_backlog(void)
 	struct flow_page *f = flow_map();
 
 	return f ? atomic_load_explicit(&f->backlog, memory_order_relaxed) : 0;
+}
+
+bool
+flow_trigger_claim(void)
+{
+	struct flow_page *f = flow_map();
+
+	return f == NULL || atomic_exchange(&f->trigger, 1u) == 0;
+}
+
+void
+flow_trigger_reset(void)
+{
+	struct flow_page *f = flow_map();
+
+	if (f != NULL)
+		atomic_store(&f->trigger, 0u);
 }
 
 int

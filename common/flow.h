@@ -16,6 +16,21 @@
 #ifndef POSTERN_FLOW_H
 #define POSTERN_FLOW_H
 
+#include <stdbool.h>
+
+/*
+ * The page also carries the "incoming/ has news" flag, so a burst of new
+ * messages costs qmgr one trigger connection instead of one each:
+ * cleanup, after committing a file, claims the flag and sends the
+ * trigger only when nobody had (flow_trigger_claim); qmgr clears it just
+ * before it reads incoming/ (flow_trigger_reset), so a file committed
+ * before a claim that found the flag set is seen by that read.  A sender
+ * whose trigger failed clears it again.  Without the page every message
+ * sends its trigger, as before.
+ */
+bool flow_trigger_claim(void);
+void flow_trigger_reset(void);
+
 /* New messages in qmgr's active queue above which producers pause. */
 #define FLOW_BACKLOG_LIMIT 500
 

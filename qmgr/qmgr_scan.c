@@ -39,6 +39,7 @@
 #include <unistd.h>
 
 #include "event.h"
+#include "flow.h"
 #include "log.h"
 #include "proto.h"
 #include "qfile.h"
@@ -219,6 +220,9 @@ scan_open(struct scan *s)
 			snprintf(dir, sizeof(dir), "%s/%c", s->queue, hash_chars[s->sub]);
 		else
 			snprintf(dir, sizeof(dir), "%s", s->queue);
+		/* What cleanup commits from now on wants a new trigger (flow.h). */
+		if (s == &scan_in)
+			flow_trigger_reset();
 		s->sub++;
 		if ((s->dir = opendir(dir)) == NULL && errno != ENOENT)
 			log_warn("opendir %s: %m", dir);
@@ -535,7 +539,9 @@ qmgr_trigger_accept(int fd)
 	int fl;
 
 	if (ntriggers >= TRIGGER_CONN_MAX || scan_stopped) {
+		/* Unread, it may have been cleanup's one trigger for a burst: scan anyway. */
 		close(fd);
+		qmgr_scan_request(QMGR_REQ_INCOMING);
 		return;
 	}
 	if ((fl = fcntl(fd, F_GETFL)) < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0) {

@@ -89,21 +89,6 @@ struct super {
 	int problems;
 };
 
-/* move_noreplace - rename that never replaces a file; 0 or -1 with errno */
-static int
-move_noreplace(const char *from, const char *to)
-{
-	if (renameat2(AT_FDCWD, from, AT_FDCWD, to, RENAME_NOREPLACE) == 0)
-		return 0;
-	if (errno != EINVAL && errno != ENOSYS)
-		return -1;
-	if (link(from, to) < 0)
-		return -1;
-	if (unlink(from) < 0)
-		log_warn("unlink %s after linking it to %s: %m", from, to);
-	return 0;
-}
-
 /* take_lock - find out whether qmgr runs; when not, keep it from starting */
 static void
 take_lock(struct super *s)
@@ -162,7 +147,7 @@ act(struct super *s, enum op op, const char *queue, const char *id)
 	case OP_HOLD:
 		if (strcmp(queue, QUEUE_HOLD) == 0)
 			return R_DONE;
-		if (qid_path(dest, sizeof(dest), QUEUE_HOLD, id) < 0 || move_noreplace(path, dest) < 0) {
+		if (qid_path(dest, sizeof(dest), QUEUE_HOLD, id) < 0 || qdir_move(path, dest) < 0) {
 			if (errno == ENOENT)
 				return R_NOTFOUND;
 			log_warn("%s: rename %s to %s: %m", id, path, dest);
@@ -175,7 +160,7 @@ act(struct super *s, enum op op, const char *queue, const char *id)
 		/* Due at once: a deferred file's mtime is its next attempt time. */
 		if (utimensat(AT_FDCWD, path, ts, AT_SYMLINK_NOFOLLOW) < 0 && errno != ENOENT)
 			log_warn("%s: set the time of %s: %m", id, path);
-		if (qid_path(dest, sizeof(dest), QUEUE_DEFERRED, id) < 0 || move_noreplace(path, dest) < 0) {
+		if (qid_path(dest, sizeof(dest), QUEUE_DEFERRED, id) < 0 || qdir_move(path, dest) < 0) {
 			if (errno == ENOENT)
 				return R_NOTFOUND;
 			log_warn("%s: rename %s to %s: %m", id, path, dest);
@@ -186,7 +171,7 @@ act(struct super *s, enum op op, const char *queue, const char *id)
 	}
 	case OP_REQUEUE:
 		if (strcmp(queue, QUEUE_INCOMING) != 0) {
-			if (qid_path(dest, sizeof(dest), QUEUE_INCOMING, id) < 0 || move_noreplace(path, dest) < 0) {
+			if (qid_path(dest, sizeof(dest), QUEUE_INCOMING, id) < 0 || qdir_move(path, dest) < 0) {
 				if (errno == ENOENT)
 					return R_NOTFOUND;
 				log_warn("%s: rename %s to %s: %m", id, path, dest);
@@ -311,7 +296,7 @@ to_corrupt(struct super *s, const char *path, const char *why)
 		snprintf(dest, sizeof(dest), "%s/%s", QUEUE_CORRUPT, id);
 		if (strcmp(path, dest) == 0)
 			continue;
-		if (move_noreplace(path, dest) == 0) {
+		if (qdir_move(path, dest) == 0) {
 			log_warn("%s: %s; moved to %s", path, why, dest);
 			return;
 		}
@@ -434,7 +419,7 @@ repair_entry(struct super *s, const char *queue, const char *dir, char sub, cons
 	if (qid_path(right, sizeof(right), queue, name) < 0)
 		return;
 	if (strcmp(path, right) != 0) {
-		if (move_noreplace(path, right) < 0) {
+		if (qdir_move(path, right) < 0) {
 			log_warn("%s: cannot move it to %s: %m", path, right);
 			s->problems++;
 			return;

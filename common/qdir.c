@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "cfg.h"
+#include "log.h"
 #include "priv.h"
 #include "qdir.h"
 
@@ -155,4 +156,19 @@ qdir_setup(const char *queue_dir, const struct qdir_ids *ids, bool create, bool 
 	}
 	close(dfd);
 	return problems;
+}
+
+int
+qdir_move(const char *from, const char *to)
+{
+	if (renameat2(AT_FDCWD, from, AT_FDCWD, to, RENAME_NOREPLACE) == 0)
+		return 0;
+	if (errno != EINVAL && errno != ENOSYS)
+		return -1;
+	/* link refuses to replace too */
+	if (link(from, to) < 0)
+		return -1;
+	if (unlink(from) < 0)
+		log_warn("unlink %s after linking it to %s: %m", from, to);
+	return 0;
 }

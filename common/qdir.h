@@ -31,4 +31,11 @@ int qdir_ids_load(struct qdir_ids *ids, struct buf *err);
  */
 int qdir_setup(const char *queue_dir, const struct qdir_ids *ids, bool create, bool fix, struct buf *err);
 
+/*
+ * Move a queue file: rename that never replaces an existing file (a
+ * queue ID names one message).  Falls back to link and unlink on a file
+ * system without RENAME_NOREPLACE.  0, or -1 with errno.
+ */
+int qdir_move(const char *from, const char *to);
+
 #endif

@@ -261,28 +261,43 @@ handshake(struct stream *s, SSL *ssl, bool client, struct buf *err)
 	return 0;
 }
 
-int
-tls_server_start(struct stream *s, SSL_CTX *ctx, struct buf *err)
+/*
+ * tls_new - the SSL object for a STARTTLS on s: what is buffered for
+ * writing goes out in plaintext first (the reply that invited the
+ * handshake), and whatever was read but not yet used is discarded, since
+ * it came before TLS and could be an injection (CVE-2011-0411 and kin).
+ */
+static SSL *
+tls_new(struct stream *s, SSL_CTX *ctx, struct buf *err)
 {
 	SSL *ssl;
 
 	if (tls_active(s)) {
 		buf_strcpy(err, "TLS is already active");
-		return -1;
+		return NULL;
 	}
-	/* The reply that invited the handshake goes out in plaintext first. */
 	if (stream_flush(s) != STREAM_OK) {
 		buf_printf(err, "before the TLS handshake: %s", stream_strerror(stream_status(s)));
-		return -1;
+		return NULL;
 	}
-	/* Whatever the client sent after STARTTLS was not protected: drop it. */
 	stream_discard_input(s);
 	ERR_clear_error();
 	if ((ssl = SSL_new(ctx)) == NULL || SSL_set_fd(ssl, s->fd) != 1) {
 		tls_seterr(err, "cannot start TLS");
 		SSL_free(ssl);
-		return -1;
+		return NULL;
 	}
+	return ssl;
+}
+
+int
+tls_server_start(struct stream *s, SSL_CTX *ctx, struct buf *err)
+{
+	SSL *ssl;
+
+	/* Whatever the client sent after STARTTLS was not protected: tls_new drops it. */
+	if ((ssl = tls_new(s, ctx, err)) == NULL)
+		return -1;
 	return handshake(s, ssl, false, err);
 }
 
@@ -328,22 +343,9 @@ tls_client_start(struct stream *s, SSL_CTX *ctx, const struct tls_client_opts *o
 	bool literal;
 
 	*trusted = false;
-	if (tls_active(s)) {
-		buf_strcpy(err, "TLS is already active");
+	/* Anything after the server's 220 came before TLS (an injection?): tls_new drops it. */
+	if ((ssl = tls_new(s, ctx, err)) == NULL)
 		return -1;
-	}
-	if (stream_flush(s) != STREAM_OK) {
-		buf_printf(err, "before the TLS handshake: %s", stream_strerror(stream_status(s)));
-		return -1;
-	}
-	/* Anything after the server's 220 came before TLS: it may be an injection. */
-	stream_discard_input(s);
-	ERR_clear_error();
-	if ((ssl = SSL_new(ctx)) == NULL || SSL_set_fd(ssl, s->fd) != 1) {
-		tls_seterr(err, "cannot start TLS");
-		SSL_free(ssl);
-		return -1;
-	}
 	if (o->sni != NULL && *o->sni && SSL_set_tlsext_host_name(ssl, o->sni) != 1) {
 		tls_seterr(err, "cannot set the server name");
 		SSL_free(ssl);

@@ -42,6 +42,7 @@
 #include "flow.h"
 #include "log.h"
 #include "proto.h"
+#include "qdir.h"
 #include "qfile.h"
 #include "qmgr.h"
 #include "xalloc.h"
@@ -77,24 +78,6 @@ static int ntriggers;
 
 static void scan_yield(void);
 
-/* ---------------------------------------------------------------- moving files */
-
-/* qmgr_move - rename that never replaces an existing file; 0 or -1 with errno */
-static int
-qmgr_move(const char *from, const char *to)
-{
-	if (renameat2(AT_FDCWD, from, AT_FDCWD, to, RENAME_NOREPLACE) == 0)
-		return 0;
-	if (errno != EINVAL && errno != ENOSYS)
-		return -1;
-	/* A file system without RENAME_NOREPLACE: link refuses to replace too. */
-	if (link(from, to) < 0)
-		return -1;
-	if (unlink(from) < 0)
-		log_warn("unlink %s after linking it to %s: %m", from, to);
-	return 0;
-}
-
 /* take - move queue/ID into active/ and load it */
 static void
 take(const char *queue, const char *id)
@@ -103,7 +86,7 @@ take(const char *queue, const char *id)
 
 	if (qid_path(from, sizeof(from), queue, id) < 0 || qid_path(to, sizeof(to), QUEUE_ACTIVE, id) < 0)
 		log_panic("qmgr: no path for %s/%s", queue, id);
-	if (qmgr_move(from, to) < 0) {
+	if (qdir_move(from, to) < 0) {
 		if (errno != ENOENT)
 			log_warn("%s: rename %s to %s: %m", id, from, to);
 		return;
@@ -451,7 +434,7 @@ qmgr_scan_recover(void)
 		if (qid_path(from, sizeof(from), QUEUE_ACTIVE, de->d_name) < 0 ||
 		    qid_path(to, sizeof(to), QUEUE_INCOMING, de->d_name) < 0)
 			log_panic("qmgr: no path for %s", de->d_name);
-		if (qmgr_move(from, to) < 0)
+		if (qdir_move(from, to) < 0)
 			log_warn("rename %s to %s: %m", from, to);
 		else
 			n++;

@@ -511,8 +511,8 @@ stream_printf(struct stream *s, const char *fmt, ...)
 	return r;
 }
 
-int
-stream_send_fd(struct stream *s, int fd)
+ssize_t
+stream_sendmsg_fd(int sock, int fd, int flags)
 {
 	union {
 		struct cmsghdr hdr;
@@ -522,11 +522,7 @@ stream_send_fd(struct stream *s, int fd)
 	struct cmsghdr *c;
 	struct iovec iov;
 	char mark = FD_MARK;
-	ssize_t r;
-	int w;
 
-	if ((w = stream_flush(s)) != STREAM_OK)
-		return w;
 	memset(&msg, 0, sizeof(msg));
 	memset(&cm, 0, sizeof(cm));
 	iov.iov_base = &mark;
@@ -540,8 +536,19 @@ stream_send_fd(struct stream *s, int fd)
 	c->cmsg_type = SCM_RIGHTS;
 	c->cmsg_len = CMSG_LEN(sizeof(int));
 	memcpy(CMSG_DATA(c), &fd, sizeof(int));
+	return sendmsg(sock, &msg, MSG_NOSIGNAL | flags);
+}
+
+int
+stream_send_fd(struct stream *s, int fd)
+{
+	ssize_t r;
+	int w;
+
+	if ((w = stream_flush(s)) != STREAM_OK)
+		return w;
 	for (;;) {
-		r = sendmsg(s->fd, &msg, MSG_NOSIGNAL);
+		r = stream_sendmsg_fd(s->fd, fd, 0);
 		if (r == 1) {
 			s->nwritten++;
 			return STREAM_OK;

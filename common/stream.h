@@ -116,6 +116,12 @@ int stream_flush(struct stream *s);
 
 /* Pass a descriptor over a Unix socket (flushes first). */
 int stream_send_fd(struct stream *s, int fd);
+/*
+ * The message stream_send_fd sends (one marker byte carrying fd), for an
+ * event-driven caller without a stream: one sendmsg(2) with MSG_NOSIGNAL
+ * and flags (MSG_DONTWAIT); its return value and errno.
+ */
+ssize_t stream_sendmsg_fd(int sock, int fd, int flags);
 /* Receive a descriptor sent by stream_send_fd; *fd is -1 on failure. */
 int stream_recv_fd(struct stream *s, int *fd);
 

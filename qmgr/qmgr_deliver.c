@@ -920,31 +920,10 @@ job_read(int fd, int events, void *arg)
 static int
 job_send_fd(struct job *j)
 {
-	union {
-		struct cmsghdr hdr;
-		char space[CMSG_SPACE(sizeof(int))];
-	} cm;
-	struct msghdr msg;
-	struct cmsghdr *c;
-	struct iovec iov;
-	char mark = 'F';
 	ssize_t r;
 
-	memset(&msg, 0, sizeof(msg));
-	memset(&cm, 0, sizeof(cm));
-	iov.iov_base = &mark;
-	iov.iov_len = 1;
-	msg.msg_iov = &iov;
-	msg.msg_iovlen = 1;
-	msg.msg_control = cm.space;
-	msg.msg_controllen = sizeof(cm.space);
-	c = CMSG_FIRSTHDR(&msg);
-	c->cmsg_level = SOL_SOCKET;
-	c->cmsg_type = SCM_RIGHTS;
-	c->cmsg_len = CMSG_LEN(sizeof(int));
-	memcpy(CMSG_DATA(c), &j->file, sizeof(int));
 	do
-		r = sendmsg(j->sock, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+		r = stream_sendmsg_fd(j->sock, j->file, MSG_DONTWAIT);
 	while (r < 0 && errno == EINTR);
 	if (r == 1)
 		return 1;

@@ -16,6 +16,7 @@
 #include <fcntl.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -35,6 +36,7 @@ struct flow_page {
 
 static struct flow_page *page;
 static bool tried;
+static bool writable;
 
 int
 flow_create(void)
@@ -56,13 +58,16 @@ flow_map(void)
 {
 	struct stat st;
 	void *p;
+	int fl;
 
 	if (tried)
 		return page;
 	tried = true;
-	if (fstat(MASTER_FLOW_FD, &st) < 0 || !S_ISREG(st.st_mode) || st.st_size < FLOW_PAGE)
+	if (fstat(MASTER_FLOW_FD, &st) < 0 || !S_ISREG(st.st_mode) || st.st_size < FLOW_PAGE ||
+	    (fl = fcntl(MASTER_FLOW_FD, F_GETFL)) < 0)
 		return NULL;
-	p = mmap(NULL, FLOW_PAGE, PROT_READ | PROT_WRITE, MAP_SHARED, MASTER_FLOW_FD, 0);
+	writable = (fl & O_ACCMODE) == O_RDWR;
+	p = mmap(NULL, FLOW_PAGE, writable ? PROT_READ | PROT_WRITE : PROT_READ, MAP_SHARED, MASTER_FLOW_FD, 0);
 	if (p == MAP_FAILED) {
 		log_warn("flow: mmap: %m");
 		return NULL;
@@ -72,11 +77,34 @@ flow_map(void)
 }
 
 void
+flow_disable(void)
+{
+	tried = true;
+	page = NULL;
+}
+
+void
+flow_read_only(void)
+{
+	char path[64];
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", MASTER_FLOW_FD);
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0) {
+		(void)close(MASTER_FLOW_FD); /* no page (or no /proc): this process never waits */
+		return;
+	}
+	if (dup2(fd, MASTER_FLOW_FD) < 0)
+		(void)close(MASTER_FLOW_FD);
+	(void)close(fd);
+}
+
+void
 flow_publish(unsigned backlog)
 {
 	struct flow_page *f = flow_map();
 
-	if (f != NULL)
+	if (f != NULL && writable)
 		atomic_store_explicit(&f->backlog, backlog, memory_order_relaxed);
 }
 
@@ -93,7 +121,7 @@ flow_trigger_claim(void)
 {
 	struct flow_page *f = flow_map();
 
-	return f == NULL || atomic_exchange(&f->trigger, 1u) == 0;
+	return f == NULL || !writable || atomic_exchange(&f->trigger, 1u) == 0;
 }
 
 void
@@ -101,7 +129,7 @@ flow_trigger_reset(void)
 {
 	struct flow_page *f = flow_map();
 
-	if (f != NULL)
+	if (f != NULL && writable)
 		atomic_store(&f->trigger, 0u);
 }
 

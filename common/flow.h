@@ -37,6 +37,16 @@ void flow_trigger_reset(void);
 /* Master: the shared page, made once; the descriptor every child gets. */
 int flow_create(void);
 
+/*
+ * The skeleton, for daemons that must not write the page (the network
+ * daemons, local): fd MASTER_FLOW_FD becomes a read-only descriptor of
+ * the same page, so even a subverted process cannot map it writable,
+ * hold everybody's mail back or suppress qmgr's triggers.
+ */
+void flow_read_only(void);
+/* The skeleton, when no master started us: never map descriptor 6. */
+void flow_disable(void);
+
 /* qmgr: publish the backlog (a store to shared memory, no system call). */
 void flow_publish(unsigned backlog);
 /* The backlog as last published (0 when there is no shared page). */

@@ -26,6 +26,7 @@
 #include "buf.h"
 #include "cfg.h"
 #include "event.h"
+#include "flow.h"
 #include "log.h"
 #include "master_proto.h"
 #include "priv.h"
@@ -259,6 +260,11 @@ server_setup(int argc, char **argv)
 
 	if (sd->pre_init)
 		sd->pre_init(&ctx);
+	/* Only the queue daemons write the in-flow page; the others get it read-only. */
+	if (!have_master)
+		flow_disable(); /* descriptor 6 is not the master's page: never touch it */
+	else if (sd->identity != SERVER_ID_QUEUE)
+		flow_read_only();
 	tzset(); /* the time zone file cannot be read inside a chroot */
 	log_prepare_chroot();
 	if (ctx.privileged) {

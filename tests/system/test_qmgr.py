@@ -424,3 +424,30 @@ def test_smtpd_waits_while_the_backlog_is_large(inst):
     assert 1.9 <= slow < 10, slow
     assert fast < 1.0, fast
     assert len(queue(inst)) == 2
+
+
+def fd_access(pid, fd=6):
+    """O_RDONLY (0) or O_RDWR (2) of a process's descriptor, from /proc/PID/fdinfo."""
+    with open(f"/proc/{pid}/fdinfo/{fd}") as f:
+        for line in f:
+            if line.startswith("flags:"):
+                return int(line.split()[1], 8) & 3
+    raise AssertionError("no flags line")
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="reads other processes' descriptors: root only")
+def test_only_queue_daemons_may_write_the_flow_page(inst):
+    # A subverted smtpd must not be able to hold mail back or silence qmgr's triggers.
+    prepare(inst)
+    inst.start()
+    with smtplib.SMTP("127.0.0.1", inst.smtp, timeout=30) as s:
+        s.ehlo("client.example")
+        smtpd = wait_for(lambda: child_named(inst, "smtpd"), 10, what="smtpd")
+        qmgr = wait_for(lambda: child_named(inst, "qmgr"), 10, what="qmgr")
+        assert fd_access(smtpd) == os.O_RDONLY
+        assert fd_access(qmgr) == os.O_RDWR
+        # After a message smtpd has mapped the page (it reads it at DATA), read-only.
+        s.sendmail("alice@example.org", ["ok1@localhost"], "Subject: flow\r\n\r\nx\r\n")
+        with open(f"/proc/{smtpd}/maps") as f:
+            flow = [ln for ln in f if "memfd:flow" in ln]
+        assert flow and all(ln.split()[1].startswith("r-") for ln in flow), flow

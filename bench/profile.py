@@ -207,8 +207,8 @@ def main():
 
     work = pathlib.Path(tempfile.mkdtemp(prefix="postern-bench-prof-", dir="/tmp"))
     os.chmod(work, 0o755)
-    bench.TRASH = work / "trash"
-    bench.TRASH.mkdir()
+    bench.systems.TRASH = work / "trash"
+    bench.systems.TRASH.mkdir()
     bench.QUIET_WAIT = 5.0
     cg = work / "cg"
     cg.mkdir()

@@ -298,7 +298,7 @@ cl_begin_file(struct cl_msg *m)
 
 	gettimeofday(&now, NULL);
 	/* Lazy: a small message costs one open, write, fchmod, fsync and close at the commit. */
-	if (qfile_create_id(&m->w, QUEUE_INCOMING, m->id, QF_CREATE_LAZY, &m->err) < 0)
+	if (qfile_create_id(&m->w, QUEUE_INCOMING, m->id, QF_CREATE_LAZY | QF_CREATE_POOL, &m->err) < 0)
 		return cl_write_error(m);
 	m->writing = true;
 	if (qfile_put_time(&m->w, &now, &m->err) < 0 || qfile_put_sender(&m->w, buf_str(&m->sender), &m->err) < 0)

@@ -32,6 +32,7 @@
 struct flow_page {
 	_Atomic unsigned backlog;
 	_Atomic unsigned trigger; /* 1: a trigger for incoming/ is on its way to qmgr */
+	struct flow_pool pool;    /* qpool.c */
 };
 
 static struct flow_page *page;
@@ -131,6 +132,14 @@ flow_trigger_reset(void)
 
 	if (f != NULL && writable)
 		atomic_store(&f->trigger, 0u);
+}
+
+struct flow_pool *
+flow_pool(void)
+{
+	struct flow_page *f = flow_map();
+
+	return f != NULL && writable ? &f->pool : NULL;
 }
 
 int

@@ -16,6 +16,7 @@
 #ifndef POSTERN_FLOW_H
 #define POSTERN_FLOW_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 
 /*
@@ -30,6 +31,16 @@
  */
 bool flow_trigger_claim(void);
 void flow_trigger_reset(void);
+
+/*
+ * The page also holds the indexes of the queue-file pool (qpool.h):
+ * qmgr fills pool/HEAD, cleanup claims pool/TAIL.  NULL when this process
+ * has no writable page.
+ */
+struct flow_pool {
+	_Atomic unsigned long long head, tail;
+};
+struct flow_pool *flow_pool(void);
 
 /* New messages in qmgr's active queue above which producers pause. */
 #define FLOW_BACKLOG_LIMIT 500

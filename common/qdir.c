@@ -41,6 +41,7 @@ static const struct qdir qdirs[] = {
 	{ "corrupt", 0700, OWN_MAIL, GRP_OWNER, false },
 	{ "defer", 0700, OWN_MAIL, GRP_OWNER, true },
 	{ "bounce", 0700, OWN_MAIL, GRP_OWNER, true },
+	{ "pool", 0700, OWN_MAIL, GRP_OWNER, false },
 	{ "private", 0710, OWN_MAIL, GRP_NETWORK, false },
 	{ "public", 0710, OWN_MAIL, GRP_SETGID, false },
 	{ "pid", 0755, OWN_ROOT, GRP_OWNER, false },

@@ -31,6 +31,7 @@
 
 #include "log.h"
 #include "qfile.h"
+#include "qpool.h"
 #include "xalloc.h"
 
 #define QF_VARINT_MAX    4 /* 28 bits: any record length we allow */
@@ -195,13 +196,17 @@ qf_fail(struct qfile_writer *w, struct buf *err, const char *what)
 	return -1;
 }
 
-/* qf_open - create w->path exclusively; the name is never replaced */
+/* qf_open - create w->path exclusively (or take a spare to that name); the name is never replaced */
 static int
 qf_open(struct qfile_writer *w)
 {
-	w->fd = open(w->path, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC | O_NOFOLLOW, QF_MODE_INCOMPLETE);
-	if (w->fd < 0)
-		return -1;
+	if (w->pool && (w->fd = qpool_take(w->path)) >= 0) {
+		w->reused = true;
+	} else {
+		w->fd = open(w->path, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC | O_NOFOLLOW, QF_MODE_INCOMPLETE);
+		if (w->fd < 0)
+			return -1;
+	}
 	w->created = true;
 	return 0;
 }
@@ -320,6 +325,7 @@ qfile_create_id(struct qfile_writer *w, const char *queue, const char *id, int f
 		return -1;
 	}
 	w->lazy = (flags & QF_CREATE_LAZY) != 0;
+	w->pool = (flags & QF_CREATE_POOL) != 0 && strcmp(queue, QUEUE_INCOMING) == 0;
 	for (tries = 0; tries < QF_CREATE_TRIES; tries++) {
 		if (id != NULL)
 			memcpy(w->id, id, QID_LEN + 1);
@@ -564,6 +570,9 @@ qfile_commit(struct qfile_writer *w, int flags, struct buf *err)
 			return qf_fail(w, err, "write");
 		}
 	}
+	/* A spare still holds the end of its last message beyond ours. */
+	if (w->reused && ftruncate(w->fd, w->flushed) < 0)
+		return qf_fail(w, err, "truncate");
 	/* The mode says "complete" only after every byte, E included, is written. */
 	if (fchmod(w->fd, (flags & QF_COMMIT_MAILDROP) ? QF_MODE_MAILDROP : QF_MODE_COMPLETE) < 0)
 		return qf_fail(w, err, "fchmod");

@@ -18,8 +18,9 @@
  *   X  start of the extracted segment (empty); R and A records may follow
  *   E  end (empty payload); the last record, nothing after it
  *
- * A writer creates queue/ID with O_EXCL, mode 0600; at commit it writes E,
- * sets mode 0700 (QF_MODE_COMPLETE), and fsyncs.  Readers accept only a
+ * A writer creates queue/ID with O_EXCL, mode 0600 (or renames a spare
+ * there, qpool.h); at commit it writes E, cuts a spare to length, sets
+ * mode 0700 (QF_MODE_COMPLETE), and fsyncs.  Readers accept only a
  * file with mode 0700 whose records parse to an E at exactly the end of
  * the file; anything else is incomplete or corrupt.  Every record length
  * is bounded on read.
@@ -106,6 +107,8 @@ struct qfile_writer {
 	size_t chunk_start; /* its offset in out (header space reserved) */
 	size_t chunk_len;   /* its payload bytes so far */
 	bool lazy;          /* QF_CREATE_LAZY: fd is opened at the first write */
+	bool pool;          /* QF_CREATE_POOL */
+	bool reused;        /* fd is a spare: cut it to our length at the commit */
 	bool created;       /* the file exists on disk and is ours to remove */
 	int error;          /* errno of the system call that failed, 0 when none did (ENOSPC: disk full) */
 };
@@ -114,6 +117,7 @@ struct qfile_writer {
 int qfile_create(struct qfile_writer *w, const char *queue, struct buf *err);
 /* qfile_create_id() flags */
 #define QF_CREATE_LAZY 0x01 /* open the file at the first write(2), not now */
+#define QF_CREATE_POOL 0x02 /* incoming/ only: take a spare file when there is one (qpool.h) */
 /*
  * As qfile_create, with the ID chosen by the caller (id, which must be
  * qid_valid; an existing file of that name is an error, never replaced)

@@ -140,6 +140,7 @@ struct qmgr_msg {
 	size_t nrcpts;
 	size_t nqueued, nbusy, ndeferred;
 	int fd;            /* the file open for writing (done markers), or -1 */
+	off_t size;        /* of the file: small ones become spares when done (qpool.h) */
 	bool loading;      /* recipients are being routed: do not finish yet */
 	off_t cursor;      /* recipients after this offset are not loaded yet */
 	bool more;         /* the file holds recipients beyond the cursor */

@@ -33,6 +33,7 @@
 #include "flow.h"
 #include "log.h"
 #include "qfile.h"
+#include "qpool.h"
 #include "qmgr.h"
 #include "str.h"
 #include "xalloc.h"
@@ -477,6 +478,7 @@ qmgr_message_load(const char *id, bool fresh)
 		flow_publish(++fresh_count);
 	m->sender = xstrdup(env.sender);
 	m->arrival = env.arrival;
+	m->size = env.file_size;
 	if ((flags = qfile_env_attr(&env, CLEANUP_ATTR_FLAGS)) != NULL && str_to_ll(flags, 0, 0xffff, &fl, NULL) == 0)
 		m->flags = (int)fl;
 	m->active_time = now_real();
@@ -565,7 +567,7 @@ msg_remove(struct qmgr_msg *m)
 	char path[64];
 
 	msg_path(m, QUEUE_ACTIVE, path, sizeof(path));
-	if (unlink(path) < 0 && errno != ENOENT) {
+	if (qpool_put(path, m->size) < 0 && unlink(path) < 0 && errno != ENOENT) {
 		log_warn("%s: unlink %s: %m", m->id, path);
 		return;
 	}

@@ -44,6 +44,7 @@
 #include "proto.h"
 #include "qdir.h"
 #include "qfile.h"
+#include "qpool.h"
 #include "qmgr.h"
 #include "xalloc.h"
 
@@ -422,6 +423,8 @@ qmgr_scan_recover(void)
 	DIR *d;
 
 	recover_lock();
+	/* The old qmgr is gone: nobody adds spares while the pool is swept. */
+	(void)qpool_sweep();
 	if ((d = opendir(QUEUE_ACTIVE)) == NULL)
 		log_fatal("opendir %s: %m", QUEUE_ACTIVE);
 	while ((de = readdir(d)) != NULL) {

@@ -12,6 +12,7 @@ import os
 import re
 import smtplib
 import socket
+import stat
 import time
 
 import pytest
@@ -451,3 +452,70 @@ def test_only_queue_daemons_may_write_the_flow_page(inst):
         with open(f"/proc/{smtpd}/maps") as f:
             flow = [ln for ln in f if "memfd:flow" in ln]
         assert flow and all(ln.split()[1].startswith("r-") for ln in flow), flow
+
+
+def pool_files(inst):
+    d = inst.dir / "queue" / "pool"
+    return {name: os.lstat(d / name) for name in os.listdir(d)}
+
+
+def test_finished_queue_files_are_reused(qm):
+    # qmgr keeps a finished queue file as a spare and cleanup writes the
+    # next message into it: no inode allocated or freed per message.  The
+    # spare is cut to the new message's length, so a small message written
+    # into a large message's file carries nothing of the old one.
+    body = "".join(f"line {i} of the big message\r\n" for i in range(2000))
+    with smtplib.SMTP("127.0.0.1", qm.smtp, timeout=30) as s:
+        s.sendmail("alice@example.org", ["ok-big@localhost"], f"Subject: big\r\n\r\n{body}")
+    wait_log(qm, r": removed")
+    spares = pool_files(qm)
+    assert len(spares) == 1, spares
+    (st,) = spares.values()
+    assert stat.S_IMODE(st.st_mode) == 0o600 and st.st_size > 50000 and st.st_nlink == 1
+    qid = send(qm, "alice@example.org", ["ok-small@localhost"], subject="small")
+    wait_log(qm, rf"{qid}: removed")
+    stored = (qm.dir / "msgs" / f"{qid}.0").read_bytes()
+    assert b"Subject: small\n" in stored and stored.endswith(b"\nHello.\n"), stored[-200:]
+    assert b"big message" not in stored
+    # The same inode went round: pool -> incoming -> active -> pool.
+    again = pool_files(qm)
+    assert [(x.st_ino, stat.S_IMODE(x.st_mode)) for x in again.values()] == [(st.st_ino, 0o600)], again
+    assert list(again) != list(spares), "a pool name is used once"
+    assert os.listdir(qm.dir / "queue" / "incoming") == [] and os.listdir(qm.dir / "queue" / "active") == []
+
+
+def test_many_messages_through_the_pool_each_delivered_once(qm):
+    # More messages than ever sit in the queue at once: most are written into spares.
+    ids = []
+    for batch in range(4):
+        ids += [send(qm, "alice@example.org", [f"ok{batch}-{i}@localhost"], subject=f"m{batch}-{i}")
+                for i in range(10)]
+        wait_for(lambda: queue_empty(qm), 20, what="an empty queue")
+    assert sorted(q for q, _, _, _ in delivered(qm)) == sorted(ids)
+    for i, qid in enumerate(ids):
+        stored = (qm.dir / "msgs" / f"{qid}.0").read_bytes()
+        assert f"Subject: m{i // 10}-{i % 10}\n".encode() in stored and stored.endswith(b"\nHello.\n")
+    assert 1 <= len(pool_files(qm)) <= 10
+
+
+def test_start_sweeps_the_pool_and_recovers_committed_files(inst):
+    # A complete file in pool/ is a message whose rename to incoming/ was
+    # lost (power cut): it is queued again.  Anything else there is a spare
+    # from before the master started and is removed.
+    prepare(inst, qmgr=False)
+    inst.start()
+    qid = send(inst, "alice@example.org", ["ok-pool@localhost"], subject="recovered")
+    inst.stop()
+    q = inst.dir / "queue"
+    os.rename(q / "incoming" / qid, q / "pool" / "7")
+    (q / "pool" / "8").write_bytes(b"old spare")
+    os.chmod(q / "pool" / "8", 0o600)
+    inst.write_master_cf(master_cf(inst))
+    inst.start()
+    wakeup(inst)
+    m = wait_log(inst, r"pool/7: a committed message whose queue name was lost; queued again as ([0-9A-V]{16})")
+    new = m[0]
+    wait_log(inst, rf"{new}: removed")
+    assert [(x, a) for x, a, _, _ in delivered(inst)] == [(new, "ok-pool@localhost")]
+    assert b"Subject: recovered\n" in (inst.dir / "msgs" / f"{new}.0").read_bytes()
+    assert "8" not in os.listdir(q / "pool")

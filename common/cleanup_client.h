@@ -113,9 +113,10 @@ struct cleanup_client {
 };
 
 /*
- * Connect to private/cleanup (relative to queue_directory), check the
- * greeting and send the envelope.  Returns 0, or -1 with err set (the
- * caller answers 451 4.3.0).
+ * Connect to private/cleanup (relative to queue_directory) and queue the
+ * envelope; it leaves with the content, and cleanup's greeting is checked
+ * by cleanup_finish.  Returns 0, or -1 with err set (the caller answers
+ * 451 4.3.0).
  */
 int cleanup_open(struct cleanup_client *cc, const struct cleanup_env *env, int timeout, struct buf *err);
 /* Add content (buffered; sent in frames). Returns 0 or -1. */

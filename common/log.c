@@ -12,6 +12,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -36,6 +37,27 @@ static bool log_syslog_open;
 static void (*log_cleanup)(void);
 static void (*log_exit_hook)(int);
 static char log_last[LOG_LINE_MAX];
+static pid_t log_self; /* getpid(), 0 until asked and again in a forked child */
+
+static void
+log_forked(void)
+{
+	log_self = 0;
+}
+
+pid_t
+log_pid(void)
+{
+	static bool registered;
+
+	if (!registered) {
+		(void)pthread_atfork(NULL, NULL, log_forked);
+		registered = true;
+	}
+	if (log_self == 0)
+		log_self = getpid();
+	return log_self;
+}
 
 static void
 log_make_ident(void)
@@ -162,7 +184,7 @@ log_emit(int prio, const char *prefix, const char *fmt, va_list ap)
 		localtime_r(&ts.tv_sec, &tm);
 		strftime(stamp, sizeof(stamp), "%b %e %H:%M:%S", &tm);
 		n = (size_t)snprintf(line, sizeof(line), "%s.%06ld %s %s[%ld]: %s%s\n", stamp, ts.tv_nsec / 1000,
-		    log_host[0] ? log_host : "localhost", log_ident, (long)getpid(), prefix, text);
+		    log_host[0] ? log_host : "localhost", log_ident, (long)log_pid(), prefix, text);
 		if (n >= sizeof(line))
 			n = sizeof(line) - 1, line[n - 1] = '\n';
 		(void)!write(log_fd, line, n);

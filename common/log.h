@@ -13,6 +13,7 @@
 
 #include <stdarg.h>
 #include <stdbool.h>
+#include <sys/types.h>
 
 #define LOG_PRINTF(f, a) __attribute__((format(printf, f, a)))
 
@@ -54,6 +55,9 @@ void log_vwarn(const char *fmt, va_list ap) LOG_PRINTF(1, 0);
  */
 void log_set_cleanup(void (*fn)(void));
 void log_set_exit_hook(void (*fn)(int status));
+
+/* getpid(), without a system call per log line (a forked child asks again). */
+pid_t log_pid(void);
 
 /* The last message given to log_fatal/log_panic/log_warn (for tests). */
 const char *log_last_message(void);

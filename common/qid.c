@@ -94,7 +94,7 @@ qid_new(char *out)
 		}
 	}
 	last = now;
-	qid_make(out, &now, (long)getpid());
+	qid_make(out, &now, (long)log_pid());
 }
 
 bool

@@ -63,7 +63,7 @@ server_notify(int avail)
 	if (!have_master)
 		return;
 	memset(&st, 0, sizeof(st));
-	st.pid = getpid();
+	st.pid = log_pid();
 	st.avail = avail;
 	if (write(MASTER_STATUS_FD, &st, sizeof(st)) != (ssize_t)sizeof(st)) {
 		/* The master is gone: finish what we are doing, then leave. */

@@ -137,7 +137,7 @@ local_maildir_deliver(const struct local_msg *m, const char *rcpt, const char *d
 	}
 	gettimeofday(&tv, NULL);
 	local_maildir_unique(
-	    &uniq, (long long)tv.tv_sec, (long)tv.tv_usec, (long)getpid(), ++counter, local_conf.myhostname);
+	    &uniq, (long long)tv.tv_sec, (long)tv.tv_usec, (long)log_pid(), ++counter, local_conf.myhostname);
 	buf_printf(&tmp, "%s/tmp/%s", buf_str(&base), buf_str(&uniq));
 	c.fd = open(buf_str(&tmp), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_NOCTTY | O_CLOEXEC, 0600);
 	if (c.fd < 0) {

@@ -14,10 +14,12 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -41,6 +43,9 @@ static struct server_ctx ctx;
 static int nsock;
 static bool have_master; /* MASTER_STATUS_FD is the master's pipe */
 static bool stopping;
+static long board_slot = -1;     /* -i: our byte in the service's scoreboard */
+static _Atomic unsigned char *board; /* the scoreboard, or NULL: a status message every time */
+static size_t board_len;
 
 void
 server_config_error(const char *fmt, ...)
@@ -54,7 +59,38 @@ server_config_error(const char *fmt, ...)
 	log_fatal_status(MASTER_EXIT_CONFIG, "%s", msg);
 }
 
-/* server_notify - tell the master whether we are busy */
+/* board_map - the scoreboard at MASTER_BOARD_FD, when the master gave us a slot in it */
+static void
+board_map(void)
+{
+	struct stat st;
+	void *p;
+
+	if (!have_master || board_slot < 0 || fstat(MASTER_BOARD_FD, &st) < 0 || !S_ISREG(st.st_mode) ||
+	    st.st_size <= board_slot || st.st_size > MASTER_BOARD_MAX)
+		return;
+	p = mmap(NULL, (size_t)st.st_size, PROT_READ | PROT_WRITE, MAP_SHARED, MASTER_BOARD_FD, 0);
+	if (p == MAP_FAILED) {
+		log_warn("scoreboard: mmap: %m");
+		return;
+	}
+	board = p;
+	board_len = (size_t)st.st_size;
+}
+
+/* board_other_idle - is another process of this service waiting for a client? */
+static bool
+board_other_idle(void)
+{
+	size_t i;
+
+	for (i = 0; i < board_len; i++)
+		if ((long)i != board_slot && (atomic_load(&board[i]) & ~MASTER_SLOT_SERVED) == MASTER_SLOT_IDLE)
+			return true;
+	return false;
+}
+
+/* server_notify - tell the master whether we are busy (master_proto.h) */
 static void
 server_notify(int avail)
 {
@@ -62,6 +98,13 @@ server_notify(int avail)
 
 	if (!have_master)
 		return;
+	if (board != NULL) {
+		atomic_store(&board[board_slot],
+		    (avail == MASTER_STAT_AVAIL ? MASTER_SLOT_IDLE : MASTER_SLOT_BUSY) | MASTER_SLOT_SERVED);
+		/* Someone else is idle: the master's decision stays what it is. */
+		if (board_other_idle())
+			return;
+	}
 	memset(&st, 0, sizeof(st));
 	st.pid = log_pid();
 	st.avail = avail;
@@ -88,7 +131,8 @@ static _Noreturn void
 usage(void)
 {
 	log_fatal(
-	    "usage: %s -C config_dir -n service -t type -s sockets [-u] [-c] [-v] [-o name=value] [args]", sd->name);
+	    "usage: %s -C config_dir -n service -t type -s sockets [-i slot] [-u] [-c] [-v] [-o name=value] [args]",
+	    sd->name);
 }
 
 /* server_options - parse what the master gave us */
@@ -102,7 +146,7 @@ server_options(int argc, char **argv, struct buf *overrides, bool *unpriv, bool 
 	ctx.service = sd->name;
 	ctx.type = "unix";
 	opterr = 0;
-	while ((ch = getopt(argc, argv, "+C:n:t:s:ucvo:")) != -1) {
+	while ((ch = getopt(argc, argv, "+C:n:t:s:i:ucvo:")) != -1) {
 		switch (ch) {
 		case 'C':
 			config_dir = optarg;
@@ -117,6 +161,11 @@ server_options(int argc, char **argv, struct buf *overrides, bool *unpriv, bool 
 			if (str_to_ll(optarg, 0, SERVER_MAX_SOCKETS, &n, NULL) < 0)
 				usage();
 			nsock = (int)n;
+			break;
+		case 'i':
+			if (str_to_ll(optarg, 0, MASTER_BOARD_MAX - 1, &n, NULL) < 0)
+				usage();
+			board_slot = (long)n;
 			break;
 		case 'u':
 			*unpriv = true;
@@ -265,6 +314,7 @@ server_setup(int argc, char **argv)
 		flow_disable(); /* descriptor 6 is not the master's page: never touch it */
 	else if (sd->identity != SERVER_ID_QUEUE)
 		flow_read_only();
+	board_map();
 	tzset(); /* the time zone file cannot be read inside a chroot */
 	log_prepare_chroot();
 	if (ctx.privileged) {

@@ -9,6 +9,7 @@
 #ifndef POSTERN_MASTER_H
 #define POSTERN_MASTER_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -21,6 +22,7 @@ struct child {
 	pid_t pid;
 	struct service *svc;
 	bool avail;
+	int slot; /* in svc->board, or -1 */
 	unsigned uses;
 	struct child *next; /* in the global list */
 };
@@ -34,7 +36,12 @@ struct service {
 	int nfds;
 	int maxproc;             /* 0 = no limit */
 	int alive_r, alive_w;    /* this generation's alive pipe */
-	int total, avail;        /* children of this generation */
+	int total, avail;        /* children of this generation (avail: those without a slot) */
+	_Atomic unsigned char *board; /* scoreboard shared with the children (master_proto.h), or NULL */
+	int board_fd;
+	bool *slot_used;         /* the master's own record of the slots it handed out */
+	int nslots;
+	bool board_failed;
 	bool listening;          /* master watches fds (no child available) */
 	bool used;               /* a child took a client at least once */
 	bool disabled;           /* configuration error: wait for reload */
@@ -68,6 +75,9 @@ void master_spawn_init(void);
 void master_spawn(struct service *svc);
 void master_reap(void);
 void master_status_event(int fd, int events, void *arg);
+/* Children of svc waiting for a client: from the scoreboard, or the status messages. */
+int master_svc_avail(struct service *svc);
+void master_board_free(struct service *svc);
 void master_wakeup_start(struct service *svc);
 void master_wakeup_stop(struct service *svc);
 void master_signal_children(int sig);

@@ -12,9 +12,11 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <sys/wait.h>
@@ -55,9 +57,75 @@ master_spawn_init(void)
 	child_env[n] = NULL;
 }
 
+/*
+ * board_create - the scoreboard of a service: one byte per slot, shared
+ * with its children, as many as the process limit or, without a limit
+ * (or one above MASTER_BOARD_MAX), MASTER_BOARD_UNLIMITED.  Children
+ * beyond the slots, and all of them when there is no memfd, report every
+ * change on the status pipe.
+ */
+static void
+board_create(struct service *svc)
+{
+	void *p;
+	int fd;
+
+	int n = svc->maxproc > 0 && svc->maxproc < MASTER_BOARD_MAX ? svc->maxproc : MASTER_BOARD_UNLIMITED;
+
+	if (svc->board != NULL || svc->board_failed)
+		return;
+	if ((fd = memfd_create("board", MFD_CLOEXEC | MFD_ALLOW_SEALING)) < 0 || ftruncate(fd, n) < 0 ||
+	    fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) < 0 ||
+	    (p = mmap(NULL, (size_t)n, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0)) == MAP_FAILED) {
+		svc->board_failed = true;
+		log_warn("service %s: no scoreboard (%m): its processes report every client", svc->def->name);
+		if (fd >= 0)
+			close(fd);
+		return;
+	}
+	svc->board = p;
+	svc->board_fd = fd;
+	svc->nslots = n;
+	svc->slot_used = xcalloc((size_t)svc->nslots, sizeof(bool));
+}
+
+void
+master_board_free(struct service *svc)
+{
+	if (svc->board == NULL)
+		return;
+	munmap((void *)svc->board, (size_t)svc->nslots);
+	close(svc->board_fd);
+	free(svc->slot_used);
+	svc->board = NULL;
+}
+
+int
+master_svc_avail(struct service *svc)
+{
+	int i, n = svc->avail; /* children without a slot */
+
+	for (i = 0; svc->board != NULL && i < svc->nslots; i++)
+		if (svc->slot_used[i] && (atomic_load(&svc->board[i]) & ~MASTER_SLOT_SERVED) == MASTER_SLOT_IDLE)
+			n++;
+	return n;
+}
+
+/* board_served - has any child of svc taken a client (wakeup_if_used)? */
+static bool
+board_served(struct service *svc)
+{
+	int i;
+
+	for (i = 0; svc->board != NULL && i < svc->nslots; i++)
+		if (svc->slot_used[i] && (atomic_load(&svc->board[i]) & MASTER_SLOT_SERVED))
+			return true;
+	return false;
+}
+
 /* child_argv - the command line of a child (master_proto.h) */
 static char **
-child_argv(struct service *svc)
+child_argv(struct service *svc, int slot)
 {
 	const struct mcf_service *d = svc->def;
 	char **av = xcalloc(MAX_ARGS + 1, sizeof(char *));
@@ -72,6 +140,10 @@ child_argv(struct service *svc)
 	av[n++] = xstrdup(mcf_type_name(d->type));
 	av[n++] = xstrdup("-s");
 	av[n++] = xasprintf("%d", svc->nfds);
+	if (slot >= 0) {
+		av[n++] = xstrdup("-i");
+		av[n++] = xasprintf("%d", slot);
+	}
 	if (d->unpriv)
 		av[n++] = xstrdup("-u");
 	if (d->chroot)
@@ -92,20 +164,21 @@ child_argv(struct service *svc)
 static void
 child_setup_fds(struct service *svc)
 {
-	int high[4 + 64], i, n = 4 + svc->nfds, devnull;
+	int high[5 + 64], i, n = 5 + svc->nfds, devnull;
 
+	if ((devnull = open("/dev/null", O_RDWR)) < 0)
+		_exit(127);
 	/* Move everything above the target range first, so no dup2 clobbers a source. */
 	high[0] = fcntl(master_status_w, F_DUPFD_CLOEXEC, 100);
 	high[1] = fcntl(svc->alive_r, F_DUPFD_CLOEXEC, 100);
 	high[2] = fcntl(master_config_fd, F_DUPFD_CLOEXEC, 100);
 	high[3] = fcntl(master_flow_fd, F_DUPFD_CLOEXEC, 100);
+	high[4] = fcntl(svc->board != NULL ? svc->board_fd : devnull, F_DUPFD_CLOEXEC, 100);
 	for (i = 0; i < svc->nfds; i++)
-		high[4 + i] = fcntl(svc->fds[i], F_DUPFD_CLOEXEC, 100);
+		high[5 + i] = fcntl(svc->fds[i], F_DUPFD_CLOEXEC, 100);
 	for (i = 0; i < n; i++)
 		if (high[i] < 0 || dup2(high[i], MASTER_STATUS_FD + i) < 0)
 			_exit(127);
-	if ((devnull = open("/dev/null", O_RDWR)) < 0)
-		_exit(127);
 	dup2(devnull, 0);
 	dup2(devnull, 1);
 	dup2(devnull, 2);
@@ -120,6 +193,7 @@ master_spawn(struct service *svc)
 	char **av;
 	pid_t pid;
 	size_t i;
+	int slot = -1;
 
 	if (svc->disabled || svc->retired || master_stopping || svc->throttled_until)
 		return;
@@ -127,7 +201,16 @@ master_spawn(struct service *svc)
 		return;
 	if (master_flow_fd < 0 && (master_flow_fd = flow_create()) < 0)
 		log_fatal("memfd_create for the in-flow regulator: %m");
-	av = child_argv(svc);
+	board_create(svc);
+	for (i = 0; svc->board != NULL && slot < 0 && i < (size_t)svc->nslots; i++)
+		if (!svc->slot_used[i])
+			slot = (int)i;
+	if (slot >= 0) {
+		/* Idle from the start: a sibling that looks now must count it. */
+		svc->slot_used[slot] = true;
+		atomic_store(&svc->board[slot], MASTER_SLOT_IDLE);
+	}
+	av = child_argv(svc, slot);
 	sigfillset(&all);
 	sigprocmask(SIG_BLOCK, &all, &old);
 	pid = fork();
@@ -149,16 +232,22 @@ master_spawn(struct service *svc)
 	free(av);
 	if (pid < 0) {
 		log_warn("fork: %m");
+		if (slot >= 0) {
+			atomic_store(&svc->board[slot], MASTER_SLOT_FREE);
+			svc->slot_used[slot] = false;
+		}
 		return;
 	}
 	c = xcalloc(1, sizeof(*c));
 	c->pid = pid;
 	c->svc = svc;
-	c->avail = true; /* counts as available until it takes a client */
+	c->slot = slot;
+	c->avail = slot < 0; /* without a slot: counts as available until it takes a client */
 	c->next = children;
 	children = c;
 	svc->total++;
-	svc->avail++;
+	if (c->avail)
+		svc->avail++;
 	log_debug("spawned %s pid %ld for service %s", svc->path, (long)pid, svc->def->name);
 }
 
@@ -196,7 +285,13 @@ master_status_event(int fd, int events, void *arg)
 		for (i = 0; i < (size_t)n / sizeof(st[0]); i++) {
 			if ((c = child_find(st[i].pid, NULL)) == NULL)
 				continue;
-			if (st[i].avail == MASTER_STAT_TAKEN && c->avail) {
+			if (c->slot >= 0) {
+				/* The counting is on the scoreboard; the message says "look again". */
+				if (st[i].avail == MASTER_STAT_TAKEN) {
+					c->uses++;
+					c->svc->used = true;
+				}
+			} else if (st[i].avail == MASTER_STAT_TAKEN && c->avail) {
 				c->avail = false;
 				c->uses++;
 				c->svc->avail--;
@@ -230,6 +325,14 @@ reaped(struct child *c, int status)
 	svc->total--;
 	if (c->avail)
 		svc->avail--;
+	if (c->slot >= 0) {
+		if (atomic_load(&svc->board[c->slot]) & MASTER_SLOT_SERVED) {
+			c->uses++;
+			svc->used = true;
+		}
+		atomic_store(&svc->board[c->slot], MASTER_SLOT_FREE);
+		svc->slot_used[c->slot] = false;
+	}
 	if (WIFEXITED(status) && WEXITSTATUS(status) == MASTER_EXIT_CONFIG && !svc->retired) {
 		if (!svc->disabled)
 			log_warn("service %s: %s reported a configuration error (see above); service disabled until "
@@ -307,6 +410,8 @@ wakeup(void *arg)
 	char path[256];
 
 	event_timer_set(wakeup, svc, (int64_t)svc->def->wakeup * 1000);
+	if (!svc->used && board_served(svc))
+		svc->used = true;
 	if (svc->disabled || (svc->def->wakeup_if_used && !svc->used))
 		return;
 	snprintf(path, sizeof(path), "%s/%s", svc->def->private_ ? "private" : "public", svc->def->name);

@@ -495,6 +495,7 @@ master_svc_free(struct service *svc)
 		close(svc->alive_r);
 	if (svc->alive_w >= 0)
 		close(svc->alive_w);
+	master_board_free(svc);
 	mcf_service_free(svc->def);
 	free(svc->key);
 	free(svc->path);
@@ -509,7 +510,9 @@ listen_ready(int fd, int events, void *arg)
 
 	(void)fd;
 	(void)events;
-	master_spawn(svc);
+	/* Children that became idle together may not have said so: look before starting another. */
+	if (master_svc_avail(svc) == 0)
+		master_spawn(svc);
 	master_svc_update(svc);
 }
 
@@ -519,7 +522,8 @@ master_svc_update(struct service *svc)
 	bool want;
 	int i;
 
-	want = !master_stopping && !svc->retired && !svc->disabled && svc->throttled_until == 0 && svc->avail == 0 &&
+	want = !master_stopping && !svc->retired && !svc->disabled && svc->throttled_until == 0 &&
+	       master_svc_avail(svc) == 0 &&
 	       (svc->maxproc == 0 || svc->total < svc->maxproc) && svc->nfds > 0;
 	if (want == svc->listening)
 		return;

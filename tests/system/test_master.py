@@ -538,3 +538,66 @@ def test_unix_socket_owners_and_modes(inst):
     assert (st.st_uid, st.st_gid, st.st_mode & 0o777) == (owner.pw_uid, drop.gr_gid, 0o660)
     st = (q / "private").stat()
     assert (st.st_uid, st.st_gid, st.st_mode & 0o7777) == (owner.pw_uid, net.pw_gid, 0o710)
+
+
+def test_scoreboard_counts_idle_children(inst):
+    # Children of a service with a process limit tell the master about
+    # clients through a shared scoreboard (doc/ipc.md 9.3), writing to the
+    # status pipe only when the "anyone idle?" answer may change.  The
+    # master must still start a child exactly when all are busy, and
+    # never one more while some are idle.
+    port = echo_service(inst, maxproc=5)
+    inst.start()
+    first = Client(port)
+    pid = first.greeting()
+    assert os.readlink(f"/proc/{pid}/fd/7").startswith("/memfd:board")
+    # All busy one after the other: a new child for each new client.
+    clients = [first] + [Client(port) for _ in range(3)]
+    pids = {pid} | {c.greeting() for c in clients[1:]}
+    assert len(pids) == 4
+    # All four idle at once (some may have stayed silent about it) ...
+    for c in clients:
+        c.close()
+    wait_for(lambda: len(inst.children()) == 4, 5)
+    time.sleep(0.5)
+    # ... so twenty clients in a row, and two at a time, are served by them.
+    for _ in range(20):
+        c = Client(port)
+        assert c.greeting() in pids
+        c.close()
+    for _ in range(10):
+        a, b = Client(port), Client(port)
+        assert {a.greeting(), b.greeting()} <= pids
+        a.close()
+        b.close()
+    assert set(inst.children()) == pids
+    # Five busy: the limit; a sixth client waits, and is served once one is free.
+    clients = [Client(port) for _ in range(5)]
+    served = {c.greeting() for c in clients}
+    assert len(served) == 5 and len(inst.children()) == 5
+    extra = Client(port)
+    with pytest.raises(socket.timeout):
+        extra.greeting(timeout=1.0)
+    clients[0].close()
+    assert extra.greeting() in served
+    for c in clients[1:] + [extra]:
+        c.close()
+
+
+def test_service_without_a_limit_has_a_scoreboard_too(inst):
+    # process limit 0 (none, as cleanup has): 256 slots.
+    port = echo_service(inst, maxproc=0)
+    inst.start()
+    clients = [Client(port) for _ in range(3)]
+    pids = {c.greeting() for c in clients}
+    assert len(pids) == 3
+    assert os.readlink(f"/proc/{next(iter(pids))}/fd/7").startswith("/memfd:board")
+    assert os.stat(f"/proc/{next(iter(pids))}/fd/7").st_size == 256
+    for c in clients:
+        c.close()
+    time.sleep(0.5)
+    for _ in range(10):
+        c = Client(port)
+        assert c.greeting() in pids
+        c.close()
+    assert set(inst.children()) == pids

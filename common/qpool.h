@@ -3,11 +3,11 @@
  * message instead of being removed.
  *
  * Every message used to cost the file system one inode allocated (the
- * queue file, created by cleanup) and one freed (qmgr's unlink).  On
- * ext4, allocating an inode next to many recently freed ones is slow
- * (the allocator steps over each of them), and the creates of one
- * directory wait on each other meanwhile: at a thousand messages a
- * second that was a third of the whole system's CPU (bench/RESULTS.md).
+ * queue file, created by cleanup) and one freed (qmgr's unlink), and a
+ * directory entry made and removed.  Hundreds of concurrent creates in
+ * incoming/ wait on each other for the directory and the allocator; on
+ * ext4 without a journal each allocation also steps over every inode
+ * freed in the last minute, which grows with the rate (bench/RESULTS.md).
  * With the pool, qmgr renames a finished file into pool/ (QUEUE_POOL)
  * and cleanup renames a spare to incoming/ID and overwrites it, so at a
  * steady rate no inode is allocated or freed for the queue at all.

@@ -164,11 +164,12 @@ child_argv(struct service *svc, int slot)
 static void
 child_setup_fds(struct service *svc)
 {
-	int high[5 + 64], i, n = 5 + svc->nfds, devnull;
+	int high[5 + 64], i, n = 5 + svc->nfds, devnull, fd;
 
-	if ((devnull = open("/dev/null", O_RDWR)) < 0)
+	/* Everything above the target range first, /dev/null too, so no dup2 clobbers a source. */
+	if ((fd = open("/dev/null", O_RDWR | O_CLOEXEC)) < 0 || (devnull = fcntl(fd, F_DUPFD_CLOEXEC, 100)) < 0)
 		_exit(127);
-	/* Move everything above the target range first, so no dup2 clobbers a source. */
+	close(fd);
 	high[0] = fcntl(master_status_w, F_DUPFD_CLOEXEC, 100);
 	high[1] = fcntl(svc->alive_r, F_DUPFD_CLOEXEC, 100);
 	high[2] = fcntl(master_config_fd, F_DUPFD_CLOEXEC, 100);

@@ -551,6 +551,8 @@ def test_scoreboard_counts_idle_children(inst):
     first = Client(port)
     pid = first.greeting()
     assert os.readlink(f"/proc/{pid}/fd/7").startswith("/memfd:board")
+    # The standard descriptors are /dev/null, not one of the master's.
+    assert [os.readlink(f"/proc/{pid}/fd/{i}") for i in (0, 1, 2)] == ["/dev/null"] * 3
     # All busy one after the other: a new child for each new client.
     clients = [first] + [Client(port) for _ in range(3)]
     pids = {pid} | {c.greeting() for c in clients[1:]}

@@ -2,8 +2,9 @@
  * qpool - spare queue files (qpool.h).
  *
  * The indexes are 64-bit and only grow, so a name pool/N is used once
- * per master lifetime; a new master (a new shared page, HEAD = 0) finds
- * pool/ swept by qmgr's start.  An index a cleanup claimed but could not
+ * per master lifetime; under a new master (a new shared page, HEAD = 0)
+ * qmgr's start renumbers the spares above the old names and sets the
+ * indexes to match.  An index a cleanup claimed but could not
  * use (it died, or the file was not as expected) is simply skipped: the
  * file stays in pool/ until the next sweep.
  */
@@ -14,6 +15,7 @@
 #include <fcntl.h>
 #include <stdatomic.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -105,9 +107,11 @@ qpool_sweep(void)
 {
 	struct flow_pool *p = flow_pool();
 	char from[300], to[64], id[QID_LEN + 1];
+	unsigned long long top = 0, v, k = 0;
 	struct dirent *de;
 	struct stat st;
-	int n = 0, removed = 0;
+	char *end;
+	int n = 0;
 	DIR *d;
 
 	/* Without a page nobody pools; with a used one the spares are live. */
@@ -118,6 +122,7 @@ qpool_sweep(void)
 			log_warn("opendir %s: %m", QUEUE_POOL);
 		return 0;
 	}
+	/* First pass: recover committed files, drop what is not a spare, find the highest name. */
 	while ((de = readdir(d)) != NULL) {
 		if (de->d_name[0] == '.')
 			continue;
@@ -139,13 +144,37 @@ qpool_sweep(void)
 			log_warn("%s: a committed message whose queue name was lost; cannot queue it again: %m", from);
 			continue;
 		}
-		if (unlink(from) == 0)
-			removed++;
-		else
-			log_warn("unlink %s: %m", from);
+		v = strtoull(de->d_name, &end, 10);
+		if (*end != 0 || (st.st_mode & 07777) != QF_MODE_INCOMPLETE || st.st_nlink != 1 || st.st_uid != geteuid() ||
+		    st.st_size > QPOOL_FILE_MAX) {
+			if (unlink(from) < 0)
+				log_warn("unlink %s: %m", from);
+			continue;
+		}
+		if (v >= top)
+			top = v + 1;
+	}
+	/*
+	 * Second pass: the spares of the last master are kept, renumbered
+	 * from above every name in use so none collides.  Removing them
+	 * would free hundreds of inodes at once, and on ext4 without a
+	 * journal every create for the next minutes would step over them.
+	 */
+	rewinddir(d);
+	while ((de = readdir(d)) != NULL && k < QPOOL_MAX) {
+		v = strtoull(de->d_name, &end, 10);
+		if (de->d_name[0] == '.' || *end != 0 || v >= top)
+			continue;
+		snprintf(from, sizeof(from), "%s/%s", QUEUE_POOL, de->d_name);
+		snprintf(to, sizeof(to), "%s/%llu", QUEUE_POOL, top + k);
+		if (renameat2(AT_FDCWD, from, AT_FDCWD, to, RENAME_NOREPLACE) == 0)
+			k++;
 	}
 	closedir(d);
-	if (removed > 0)
-		log_debug("removed %d spare queue file%s from %s/", removed, removed == 1 ? "" : "s", QUEUE_POOL);
+	/* tail first: while tail >= head nobody takes anything. */
+	atomic_store(&p->tail, top);
+	atomic_store(&p->head, top + k);
+	if (k > 0)
+		log_debug("kept %llu spare queue file%s in %s/", k, k == 1 ? "" : "s", QUEUE_POOL);
 	return n;
 }

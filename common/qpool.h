@@ -30,7 +30,7 @@
  *     committed after its rename to incoming/ was lost (a power cut on a
  *     file system that does not make the rename durable with the file's
  *     fsync): qmgr puts it back into incoming/ under a new queue ID.
- *     Everything else in pool/ is removed then.
+ *     The spares are kept (renumbered), anything else is removed.
  * Only small files are kept (QPOOL_FILE_MAX), at most QPOOL_MAX of them.
  */
 #ifndef POSTERN_QPOOL_H
@@ -59,8 +59,9 @@ int qpool_take(const char *path);
 
 /*
  * qmgr at start, before anything is put into the pool: when the shared
- * page is new (the master started), recover complete files from pool/
- * and remove the rest.  Returns the number of messages recovered.
+ * page is new (the master started), recover complete files from pool/,
+ * keep the spares and remove the rest.  Returns the number of messages
+ * recovered.
  */
 int qpool_sweep(void);
 

@@ -500,8 +500,9 @@ def test_many_messages_through_the_pool_each_delivered_once(qm):
 
 def test_start_sweeps_the_pool_and_recovers_committed_files(inst):
     # A complete file in pool/ is a message whose rename to incoming/ was
-    # lost (power cut): it is queued again.  Anything else there is a spare
-    # from before the master started and is removed.
+    # lost (power cut): it is queued again.  Spares from before the master
+    # started are kept, renumbered above every name in use; anything that
+    # is not a spare is removed.
     prepare(inst, qmgr=False)
     inst.start()
     qid = send(inst, "alice@example.org", ["ok-pool@localhost"], subject="recovered")
@@ -510,6 +511,10 @@ def test_start_sweeps_the_pool_and_recovers_committed_files(inst):
     os.rename(q / "incoming" / qid, q / "pool" / "7")
     (q / "pool" / "8").write_bytes(b"old spare")
     os.chmod(q / "pool" / "8", 0o600)
+    owner = os.stat(q / "incoming")
+    os.chown(q / "pool" / "8", owner.st_uid, owner.st_gid)
+    spare = os.stat(q / "pool" / "8").st_ino
+    (q / "pool" / "junk").write_bytes(b"not a spare")
     inst.write_master_cf(master_cf(inst))
     inst.start()
     wakeup(inst)
@@ -518,4 +523,10 @@ def test_start_sweeps_the_pool_and_recovers_committed_files(inst):
     wait_log(inst, rf"{new}: removed")
     assert [(x, a) for x, a, _, _ in delivered(inst)] == [(new, "ok-pool@localhost")]
     assert b"Subject: recovered\n" in (inst.dir / "msgs" / f"{new}.0").read_bytes()
-    assert "8" not in os.listdir(q / "pool")
+    # The spare was numbered 9 and is the first one the next message takes.
+    assert "junk" not in os.listdir(q / "pool")
+    qid = send(inst, "alice@example.org", ["ok-next@localhost"], subject="next")
+    wait_log(inst, rf"{qid}: removed")
+    stored = (inst.dir / "msgs" / f"{qid}.0").read_bytes()
+    assert b"Subject: next\n" in stored and b"old spare" not in stored
+    assert spare in [x.st_ino for x in pool_files(inst).values()]

@@ -166,6 +166,9 @@ qpool_sweep(void)
 		if (de->d_name[0] == '.' || *end != 0 || v >= top)
 			continue;
 		snprintf(from, sizeof(from), "%s/%s", QUEUE_POOL, de->d_name);
+		/* Only what the first pass kept: a directory left alone there is no spare. */
+		if (lstat(from, &st) < 0 || !S_ISREG(st.st_mode))
+			continue;
 		snprintf(to, sizeof(to), "%s/%llu", QUEUE_POOL, top + k);
 		if (renameat2(AT_FDCWD, from, AT_FDCWD, to, RENAME_NOREPLACE) == 0)
 			k++;

@@ -515,6 +515,7 @@ def test_start_sweeps_the_pool_and_recovers_committed_files(inst):
     os.chown(q / "pool" / "8", owner.st_uid, owner.st_gid)
     spare = os.stat(q / "pool" / "8").st_ino
     (q / "pool" / "junk").write_bytes(b"not a spare")
+    (q / "pool" / "3").mkdir()  # not a file: left alone, never handed out as a spare
     inst.write_master_cf(master_cf(inst))
     inst.start()
     wakeup(inst)
@@ -525,6 +526,7 @@ def test_start_sweeps_the_pool_and_recovers_committed_files(inst):
     assert b"Subject: recovered\n" in (inst.dir / "msgs" / f"{new}.0").read_bytes()
     # The spare was numbered 9 and is the first one the next message takes.
     assert "junk" not in os.listdir(q / "pool")
+    assert (q / "pool" / "3").is_dir()
     qid = send(inst, "alice@example.org", ["ok-next@localhost"], subject="next")
     wait_log(inst, rf"{qid}: removed")
     stored = (inst.dir / "msgs" / f"{qid}.0").read_bytes()

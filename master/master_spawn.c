@@ -67,10 +67,9 @@ master_spawn_init(void)
 static void
 board_create(struct service *svc)
 {
+	int n = svc->maxproc > 0 && svc->maxproc < MASTER_BOARD_MAX ? svc->maxproc : MASTER_BOARD_UNLIMITED;
 	void *p;
 	int fd;
-
-	int n = svc->maxproc > 0 && svc->maxproc < MASTER_BOARD_MAX ? svc->maxproc : MASTER_BOARD_UNLIMITED;
 
 	if (svc->board != NULL || svc->board_failed)
 		return;

@@ -281,9 +281,14 @@ def test_delay_notice_once(inst):
     assert notice["Subject"].startswith("Delayed Mail")
     [f] = dsn_fields(notice)
     assert "defer4@localhost" in f["Final-Recipient"] and f["Action"] == "delayed" and f["Status"] == "4.2.0"
+    # Two attempts: the first and the retry for the notice; one when the
+    # first came after the delay time already (a slow machine, a sanitizer
+    # build), and the notice went with it.  None after the notice.
+    attempts = len(re.findall(rf"{qid}: to=<defer4@localhost>", inst.log()))
+    assert attempts in (1, 2)
     time.sleep(3)
     assert len(re.findall(rf"{qid}: sender delay notification", inst.log())) == 1
-    assert len(re.findall(rf"{qid}: to=<defer4@localhost>", inst.log())) == 2
+    assert len(re.findall(rf"{qid}: to=<defer4@localhost>", inst.log())) == attempts
     assert [m["queue_id"] for m in queue(inst)] == [qid]
 
 
